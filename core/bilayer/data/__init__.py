@@ -1,0 +1,1 @@
+"""Training and test data: the synthetic membrane tomogram generator (and, later, datasets)."""

@@ -1,0 +1,39 @@
+"""Shared test fixtures: the real crops (named once, here) and small synthetic volumes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+REAL = DATA / "real"
+
+#: Real tomogram crops shipped with the tests (see tests/data/real/README.md).
+TARDIS_CROP = REAL / "tardis_et_crop_78x64x32.mrc"
+VISFD_CROP = REAL / "visfd_membrane_crop_16.rec"
+CRYOCOMPARE_SLICE = REAL / "cryocompare_sars2_virions_slice2d_928x960.tif"
+
+
+@pytest.fixture(scope="session")
+def real_crop_paths() -> dict[str, Path]:
+    """The shipped real crops, read-only: tardis (legacy header, uint8), visfd (int16, IMOD)."""
+    return {"tardis": TARDIS_CROP, "visfd": VISFD_CROP}
+
+
+@pytest.fixture
+def real_crops(tmp_path: Path) -> dict[str, Path]:
+    """Copies of the real crops in a temporary folder, so tests never write into tests/data."""
+    out = {}
+    for name, source in (("tardis", TARDIS_CROP), ("visfd", VISFD_CROP)):
+        target = tmp_path / source.name
+        shutil.copyfile(source, target)
+        out[name] = target
+    return out
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261125)
