@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "core/bilayer/_version.py").read_text()).group(1)
@@ -23,12 +23,9 @@ setup(
         "bilayer_relion": "relion_external/bilayer_relion",
     },
     packages=[
-        "bilayer",
-        "bilayer.io",
-        "bilayer.data",
-        "bilayer.data.synthetic",
-        "bilayer_scipion",
-        "bilayer_relion",
+        *find_packages(where="core", include=["bilayer", "bilayer.*"]),
+        *find_packages(where="scipion_plugin", include=["bilayer_scipion", "bilayer_scipion.*"]),
+        *find_packages(where="relion_external", include=["bilayer_relion", "bilayer_relion.*"]),
     ],
     include_package_data=True,
     install_requires=[
