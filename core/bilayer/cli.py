@@ -99,15 +99,18 @@ def synth(out_dir: Path, count: int, seed: int, shape: tuple[int, int, int] | No
     """
     from bilayer.data.synthetic import SynthConfig, generate_tomogram
     from bilayer.io import ensure_output_dir, write_volume
-    from bilayer.io.atomic import atomic_open
+    from bilayer.io.atomic import atomic_open, check_output_path
     from bilayer.viz import write_preview
 
     config = _load_synth_config(SynthConfig, config_path, shape=shape, voxel_size=voxel_size)
     folder = ensure_output_dir(out_dir)
-    for index in range(count):
+    stems = [f"{name}_{seed + i:04d}" for i in range(count)]
+    for stem in stems:  # refuse before writing anything, so a refusal leaves no partial set
+        for suffix in (".mrc", "_labels.mrc", ".json", *(("_preview.png",) if preview else ())):
+            check_output_path(folder / f"{stem}{suffix}", overwrite=overwrite)
+    for index, stem in enumerate(_progress(stems, "synth")):
         started = time.perf_counter()
         tomo_seed = seed + index
-        stem = f"{name}_{tomo_seed:04d}"
         tomogram = generate_tomogram(config, seed=tomo_seed)
         label = f"bilayer synth seed {tomo_seed}"
         write_volume(folder / f"{stem}.mrc", tomogram.image, voxel_size=tomogram.voxel_size,
@@ -166,6 +169,13 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
         origin = ", ".join(f"{o:.1f}" for o in v.origin)
         click.echo(f"{path}  {'×'.join(map(str, v.shape))} (z, y, x)  {v.data.dtype}  "
                    f"voxel ({vs}) Å  origin ({origin}) Å")
+
+
+def _progress(items: Sequence[Any], what: str) -> Any:
+    """A progress bar on stderr when it is a terminal and there is more than one item."""
+    from tqdm import tqdm
+
+    return tqdm(items, desc=what, unit="tomogram", leave=False, disable=len(items) < 2 or not sys.stderr.isatty())
 
 
 def _load_synth_config(config_cls: Any, path: Path | None, **overrides: Any) -> Any:

@@ -2,8 +2,9 @@
 
 The layout is the orthogonal view of tomogram viewers: XY (top left), XZ below it sharing
 x, ZY to its right sharing y, each at the volume's centre and in physical proportions, so
-the missing-wedge elongation along z is seen as it is. Labels 1 (membrane) and 2 (ignore)
-are drawn translucent over the greyscale, which is clipped at robust percentiles.
+the missing-wedge elongation along z is seen as it is. With a mask, the same view is drawn
+twice, plain on the left and with labels 1 (membrane) and 2 (ignore) translucent on the
+right, so what is under the mask stays visible. Grey levels are clipped at robust percentiles.
 """
 
 from __future__ import annotations
@@ -87,24 +88,29 @@ def render_preview(
 
     ez, ey, ex = extent
     gap = 0.03 * max(ex, ey)
-    total_w, total_h = ex + gap + ez, ey + gap + ez
+    block_w, block_h = ex + gap + ez, ey + gap + ez  # one orthogonal view, in Å
+    blocks = [(None, None, None)] if mask_data is None else [(None, None, None), overlays]
+    separation = 2 * gap
+    total_w = len(blocks) * block_w + (len(blocks) - 1) * separation
     heading_inches = 0.45 if title else 0.3
-    fig = Figure(figsize=(width_inches, width_inches * total_h / total_w + heading_inches), dpi=dpi)
+    fig = Figure(figsize=(width_inches * total_w / block_w, width_inches * block_h / block_w + heading_inches), dpi=dpi)
     top = 1.0 - heading_inches / fig.get_figheight()
-    panels = {  # name: (slice, overlay, [left, bottom, width, height] in figure fractions)
-        "XY": (grey[0], overlays[0], [0, top * (ez + gap) / total_h, ex / total_w, top * ey / total_h]),
-        "XZ": (grey[1], overlays[1], [0, 0, ex / total_w, top * ez / total_h]),
-        "ZY": (grey[2], overlays[2], [(ex + gap) / total_w, top * (ez + gap) / total_h, ez / total_w, top * ey / total_h]),
-    }
-    for name, (plane, labels, rect) in panels.items():
-        ax = fig.add_axes(rect)
-        ax.imshow(plane, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", aspect="auto")
-        if labels is not None:
-            ax.imshow(_label_rgba(labels), interpolation="nearest", aspect="auto")
-        ax.set_axis_off()
-        ax.text(0.02, 0.97, name, color="yellow", fontsize=9, va="top", transform=ax.transAxes)
-        if name == "XY" and voxel_size is not None:
-            _scale_bar(ax, plane.shape[1], float(vs[2]))
+    for index, labels3 in enumerate(blocks):  # the plain view, then the same view with the mask
+        x0 = index * (block_w + separation)
+        panels = {  # name: (slice, overlay, (left, bottom, width, height) in Å within the figure)
+            "XY": (grey[0], labels3[0], (x0, ez + gap, ex, ey)),
+            "XZ": (grey[1], labels3[1], (x0, 0.0, ex, ez)),
+            "ZY": (grey[2], labels3[2], (x0 + ex + gap, ez + gap, ez, ey)),
+        }
+        for name, (plane, labels, (left, bottom, width, height)) in panels.items():
+            ax = fig.add_axes((left / total_w, top * bottom / block_h, width / total_w, top * height / block_h))
+            ax.imshow(plane, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", aspect="auto")
+            if labels is not None:
+                ax.imshow(_label_rgba(labels), interpolation="nearest", aspect="auto")
+            ax.set_axis_off()
+            ax.text(0.02, 0.97, name, color="yellow", fontsize=9, va="top", transform=ax.transAxes)
+            if name == "XY" and voxel_size is not None:
+                _scale_bar(ax, plane.shape[1], float(vs[2]))
     heading = "\n".join(t for t in (title, _legend_text(image.shape, voxel_size, mask_data is not None)) if t)
     fig.suptitle(heading, fontsize=8, y=1.0 - 0.04 / fig.get_figheight(), va="top")
     buffer = io.BytesIO()

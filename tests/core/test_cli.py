@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -154,3 +155,57 @@ def test_preview_of_a_real_crop_with_a_mask(tmp_path, capsys, real_crops):
     assert png.read_bytes()[:4] == b"\x89PNG"
     code, _, err = run(capsys, "preview", str(real_crops["visfd"]))
     assert code == 2 and "already exists" in err
+
+
+def test_synth_writes_image_labels_parameters_and_preview(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, stdout, err = run(capsys, "synth", "--out", str(out), "--shape", "32", "48", "40", "--voxel-size", "12",
+                            "--seed", "3")
+    assert code == 0, err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["synth_0003.json", "synth_0003.mrc", "synth_0003_labels.mrc", "synth_0003_preview.png"]
+    image, labels = read_volume(out / "synth_0003.mrc"), read_volume(out / "synth_0003_labels.mrc")
+    assert image.shape == labels.shape == (32, 48, 40)
+    assert image.data.dtype == np.float32 and labels.data.dtype == np.int8
+    assert image.voxel_size == labels.voxel_size == pytest.approx((12.0, 12.0, 12.0))
+    assert set(np.unique(labels.data)) <= {0, 1, 2}
+    record = json.loads((out / "synth_0003.json").read_text())
+    assert record["seed"] == 3 and record["config"]["voxel_size"] == 12.0
+    assert (out / "synth_0003_preview.png").read_bytes()[:4] == b"\x89PNG"
+    assert "synth_0003.mrc" in stdout and "12.00 Å" in stdout
+
+
+def test_synth_is_reproducible_and_seeds_differ(tmp_path, capsys):
+    for folder in ("a", "b"):
+        code, _, err = run(capsys, "synth", "--out", str(tmp_path / folder), "-n", "2", "--seed", "5",
+                           "--shape", "24", "32", "32", "--no-preview")
+        assert code == 0, err
+    a5, b5 = (read_volume(tmp_path / f / "synth_0005.mrc").data for f in ("a", "b"))
+    np.testing.assert_array_equal(a5, b5)
+    a6 = read_volume(tmp_path / "a" / "synth_0006.mrc").data
+    assert not np.array_equal(a5, a6)
+    assert not (tmp_path / "a" / "synth_0005_preview.png").exists()
+
+
+def test_synth_refuses_to_clobber_and_writes_nothing_then(tmp_path, capsys):
+    args = ["synth", "--out", str(tmp_path), "-n", "2", "--shape", "16", "24", "24", "--no-preview"]
+    assert run(capsys, *args)[0] == 0
+    (tmp_path / "synth_0000.mrc").unlink()
+    stamp = (tmp_path / "synth_0001.mrc").stat().st_mtime_ns
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "synth_0000_labels.mrc already exists" in err
+    assert not (tmp_path / "synth_0000.mrc").exists()  # nothing of the refused set was written
+    assert (tmp_path / "synth_0001.mrc").stat().st_mtime_ns == stamp
+    assert run(capsys, *args, "--overwrite")[0] == 0
+
+
+def test_synth_reads_a_config_file_and_rejects_a_bad_one(tmp_path, capsys):
+    good = tmp_path / "config.json"
+    good.write_text(json.dumps({"shape": [16, 32, 32], "voxel_size": 15.0}))
+    code, out, err = run(capsys, "synth", "--out", str(tmp_path / "o"), "--config", str(good), "--no-preview")
+    assert code == 0, err
+    assert read_volume(tmp_path / "o" / "synth_0000.mrc").shape == (16, 32, 32)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"voxel_size_range": [20.0, 5.0]}))
+    code, _, err = run(capsys, "synth", "--out", str(tmp_path / "p"), "--config", str(bad))
+    assert code == 2 and "voxel_size_range" in err and len(err.strip().splitlines()) == 1
