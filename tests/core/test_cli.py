@@ -36,6 +36,13 @@ def test_python_dash_m_and_console_script_both_work():
         assert result.stdout.strip() == f"bilayer {bilayer.__version__}"
 
 
+def test_synth_help_names_its_outputs_and_options(capsys):
+    code, out, _ = run(capsys, "synth", "--help")
+    assert code == 0
+    for word in ("--seed", "--shape", "--voxel-size", "--config", "_labels.mrc", "ignore"):
+        assert word in out
+
+
 def test_help_lists_the_commands(capsys):
     code, out, _ = run(capsys, "--help")
     assert code == 0
