@@ -1,0 +1,44 @@
+"""Inference: sliding windows with Gaussian blending, mirror test-time augmentation, the
+:class:`Predictor` and the one-call :func:`segment`.
+
+Names load on first use (PEP 562), so importing :mod:`bilayer.infer.config` for its defaults
+(as the command line does) does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "InferenceConfig": "config",
+    "Precision": "config",
+    "EmitFn": "sliding",
+    "PredictFn": "sliding",
+    "ProgressFn": "sliding",
+    "SlabCollector": "sliding",
+    "blend_windows": "sliding",
+    "gaussian_weights": "sliding",
+    "slab_buffer_bytes": "sliding",
+    "window_starts": "sliding",
+    "MIRROR_AXES": "tta",
+    "with_mirroring": "tta",
+    "Predictor": "predictor",
+    "resolve_device": "predictor",
+    "OutputOptions": "segment",
+    "SegmentReport": "segment",
+    "Segmentation": "segment",
+    "output_paths": "segment",
+    "segment": "segment",
+    "segment_file": "segment",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'bilayer.infer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"bilayer.infer.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,68 @@
+"""How a tomogram is predicted: windows, overlap, mirroring, precision, threshold.
+
+Kept free of torch so that the command line can show these defaults without loading it.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from bilayer.errors import ConfigError
+
+__all__ = ["InferenceConfig", "Precision"]
+
+_WINDOW_MULTIPLE = 32  # five 2× down-samplings in the U-Net
+
+
+class Precision(str, enum.Enum):
+    """Arithmetic of the network's forward pass."""
+
+    AUTO = "auto"
+    """bfloat16 on GPUs and on CPUs with native bfloat16, else float32."""
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+    """GPU only."""
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How a tomogram is cut into windows and predicted.
+
+    Attributes:
+        window: window edge in the model's voxels, a multiple of 32 (MemBrain-seg: 160).
+        overlap: fraction of a window shared with its neighbours (MemBrain-seg: 0.5).
+        tta: average the 8 mirrored copies of every window (MemBrain-seg's default).
+        batch_size: windows (or mirrored copies) per forward pass.
+        precision: arithmetic of the forward pass.
+        threshold: a voxel is membrane where its score (the network's logit) exceeds this.
+        rescale: resample windows to the model's voxel size when the tomogram's differs.
+        rescale_like_membrain: reproduce MemBrain-seg's resampling exactly, including its
+            (old/new)³ intensity scaling; off, intensities are kept.
+    """
+
+    window: int = 160
+    overlap: float = 0.25
+    tta: bool = True
+    batch_size: int = 1
+    precision: Precision = Precision.AUTO
+    threshold: float = 0.0
+    rescale: bool = True
+    rescale_like_membrain: bool = False
+
+    def __post_init__(self) -> None:
+        if self.window < _WINDOW_MULTIPLE or self.window % _WINDOW_MULTIPLE:
+            raise ConfigError(f"window {self.window} must be a positive multiple of {_WINDOW_MULTIPLE} voxels")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(f"overlap {self.overlap} must be in [0, 1)")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size {self.batch_size} must be at least 1")
+        if not math.isfinite(self.threshold):
+            raise ConfigError(f"threshold {self.threshold} must be a finite number")
+        try:
+            object.__setattr__(self, "precision", Precision(self.precision))
+        except ValueError as e:
+            valid = ", ".join(p.value for p in Precision)
+            raise ConfigError(f"precision {self.precision!r} is not one of {valid}") from e
