@@ -15,12 +15,20 @@ REAL = DATA / "real"
 TARDIS_CROP = REAL / "tardis_et_crop_78x64x32.mrc"
 VISFD_CROP = REAL / "visfd_membrane_crop_16.rec"
 CRYOCOMPARE_SLICE = REAL / "cryocompare_sars2_virions_slice2d_928x960.tif"
+#: A real MemBrain-seg 0.0.10 Lightning checkpoint of a tiny network (see tests/data/membrain/README.md).
+MEMBRAIN_TINY_CKPT = DATA / "membrain" / "membrain_seg_0.0.10_tiny.ckpt"
 
 
 @pytest.fixture(scope="session")
 def real_crop_paths() -> dict[str, Path]:
     """The shipped real crops, read-only: tardis (legacy header, uint8), visfd (int16, IMOD)."""
     return {"tardis": TARDIS_CROP, "visfd": VISFD_CROP}
+
+
+@pytest.fixture(scope="session")
+def membrain_tiny_ckpt() -> Path:
+    """A real MemBrain-seg checkpoint (channels 2-4-4-8-8-16, axis order x, y, z)."""
+    return MEMBRAIN_TINY_CKPT
 
 
 @pytest.fixture

@@ -16,14 +16,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import click
+import numpy as np
 
 from bilayer._version import __version__
 from bilayer.errors import BilayerError
+from bilayer.infer.config import InferenceConfig, Precision
+from bilayer.io import write_volume
 
 __all__ = ["main", "cli"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+_INFER = InferenceConfig()  # the engine's defaults, shown in --help
 _VOXEL_SIZE_HELP = "Voxel size in Å, replacing the file header's (needed when the header has 0)."
 
 
@@ -169,6 +173,135 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
         origin = ", ".join(f"{o:.1f}" for o in v.origin)
         click.echo(f"{path}  {'×'.join(map(str, v.shape))} (z, y, x)  {v.data.dtype}  "
                    f"voxel ({vs}) Å  origin ({origin}) Å")
+
+
+@cli.command()
+@click.argument("tomograms", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder for <stem>_seg.mrc and the other outputs.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint: Bilayer's own, or a MemBrain-seg .ckpt (imported safely, no code runs).")
+@click.option("--tta/--no-tta", default=_INFER.tta, show_default=True,
+              help="Average the 8 mirrored copies of every window (8x slower, slightly better).")
+@click.option("--window", type=click.IntRange(min=32), default=_INFER.window, show_default=True,
+              help="Window edge in the model's voxels, a multiple of 32.")
+@click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=_INFER.overlap, show_default=True,
+              help="Fraction of a window shared with its neighbours (MemBrain-seg uses 0.5).")
+@click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=_VOXEL_SIZE_HELP)
+@click.option("--threshold", type=float, default=_INFER.threshold, show_default=True,
+              help="Membrane where the network's score (a logit) exceeds this; higher gives thinner masks.")
+@click.option("--scores", is_flag=True, help="Also write <stem>_scores.mrc (float32 logits).")
+@click.option("--components", is_flag=True, help="Also write <stem>_components.mrc (1 = largest membrane).")
+@click.option("--min-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --components: drop membranes smaller than this many voxels.")
+@click.option("--skeleton", is_flag=True, help="Also write <stem>_skeleton.mrc (one-voxel surface skeleton).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_INFER.precision.value,
+              show_default=True, help="Arithmetic of the network (auto: bfloat16 where the hardware has it).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=_INFER.batch_size, show_default=True,
+              help="Windows per forward pass (more is faster on a large GPU).")
+@click.option("--preview/--no-preview", default=True, show_default=True, help="Write <stem>_preview.png.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None, tta: bool, window: int,
+            overlap: float, voxel_size: float | None, threshold: float, scores: bool, components: bool,
+            min_size: int, skeleton: bool, device: str, precision: str, batch_size: int, preview: bool,
+            overwrite: bool) -> int:
+    """Segment membranes in tomograms: writes <stem>_seg.mrc (int8 0/1) per input.
+
+    The model is loaded once for all TOMOGRAMS; a tomogram that fails is reported on one
+    line and the others go on (exit status 2 if any failed).
+    """
+    from bilayer.infer.predictor import Predictor
+    from bilayer.infer.pipeline import OutputOptions, segment_file
+    from bilayer.io import ensure_output_dir
+
+    if model_path is None:
+        raise click.UsageError("give a model with --model PATH (the embedded default model is not shipped yet)")
+    config = InferenceConfig(window=window, overlap=overlap, tta=tta, batch_size=batch_size,
+                             precision=precision, threshold=threshold)
+    outputs = OutputOptions(scores=scores, components=components, min_size=min_size, skeleton=skeleton,
+                            preview=preview)
+    folder = ensure_output_dir(out_dir)
+    predictor = Predictor.from_checkpoint(model_path, config, device)
+    failed = 0
+    for path in tomograms:
+        try:
+            with _window_progress(path.name) as progress:
+                report = segment_file(path, folder, predictor, voxel_size=voxel_size, outputs=outputs,
+                                      overwrite=overwrite, progress=progress)
+        except BilayerError as e:
+            failed += 1
+            click.echo(f"bilayer: error: {_one_line(str(e))}", err=True)
+            continue
+        click.echo(report.summary())
+    return EXIT_USAGE if failed else 0
+
+
+@cli.command()
+@click.argument("masks", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for <stem>_components.mrc. [default: beside each mask]")
+@click.option("--min-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Drop membranes smaller than this many voxels.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+def components(masks: tuple[Path, ...], out_dir: Path | None, min_size: int, overwrite: bool) -> None:
+    """Label connected membranes of binary masks (26-connectivity; 1 = the largest)."""
+    from bilayer.postprocess import connected_components
+
+    for path, volume, target in _each_mask(masks, out_dir, "_components.mrc", overwrite):
+        found = connected_components(np.asarray(volume.data) > 0, min_size=min_size)
+        dtype = np.float32 if found.count > np.iinfo(np.uint16).max else None
+        write_volume(target, volume.with_data(found.labels), dtype=dtype, overwrite=overwrite, protect=[path])
+        click.echo(f"{target}  {found.count} components")
+
+
+@cli.command()
+@click.argument("masks", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for <stem>_skeleton.mrc. [default: beside each mask]")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+def skeletonize(masks: tuple[Path, ...], out_dir: Path | None, overwrite: bool) -> None:
+    """One-voxel surface skeletons of membrane masks (MemBrain-seg's Hessian method)."""
+    from bilayer.postprocess import skeletonize as surface_skeleton
+
+    for path, volume, target in _each_mask(masks, out_dir, "_skeleton.mrc", overwrite):
+        skeleton = surface_skeleton(np.asarray(volume.data) > 0)
+        write_volume(target, volume.with_data(skeleton.astype(np.int8)), overwrite=overwrite, protect=[path])
+        click.echo(f"{target}  {int(skeleton.sum())} skeleton voxels")
+
+
+def _each_mask(masks: Sequence[Path], out_dir: Path | None, suffix: str, overwrite: bool) -> Any:
+    """(path, volume, output path) per mask, after checking every output can be written."""
+    from bilayer.io import check_output_path, ensure_output_dir, read_volume
+
+    targets = []
+    for path in masks:
+        folder = ensure_output_dir(out_dir) if out_dir is not None else path.parent
+        target = folder / f"{path.stem}{suffix}"
+        check_output_path(target, overwrite=overwrite, protect=masks)
+        targets.append(target)
+    for path, target in zip(masks, targets):
+        yield path, read_volume(path), target
+
+
+def _window_progress(name: str) -> Any:
+    """A context giving a window-progress callback: a bar on a terminal, else nothing."""
+    from contextlib import contextmanager
+
+    from tqdm import tqdm
+
+    @contextmanager
+    def bar() -> Any:
+        if not sys.stderr.isatty():
+            yield None
+            return
+        with tqdm(desc=name, unit="window", leave=False) as t:
+            def update(done: int, total: int) -> None:
+                t.total = total
+                t.update(done - t.n)
+            yield update
+
+    return bar()
 
 
 def _progress(items: Sequence[Any], what: str) -> Any:

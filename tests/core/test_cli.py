@@ -216,3 +216,81 @@ def test_synth_reads_a_config_file_and_rejects_a_bad_one(tmp_path, capsys):
     bad.write_text(json.dumps({"voxel_size_range": [20.0, 5.0]}))
     code, _, err = run(capsys, "synth", "--out", str(tmp_path / "p"), "--config", str(bad))
     assert code == 2 and "voxel_size_range" in err and len(err.strip().splitlines()) == 1
+
+
+def _tomogram(folder: Path, name: str, shape=(64, 80, 72), seed=0) -> Path:
+    data = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+    return write_volume(folder / name, data, voxel_size=10.0, origin=(5.0, 6.0, 7.0))
+
+
+def test_segment_writes_every_output_with_the_input_geometry(tmp_path, capsys, membrain_tiny_ckpt):
+    source = _tomogram(tmp_path, "tomo.mrc")
+    code, out, err = run(capsys, "segment", str(source), "--model", str(membrain_tiny_ckpt), "--out",
+                         str(tmp_path / "out"), "--window", "64", "--no-tta", "--scores", "--components",
+                         "--min-size", "5", "--skeleton")
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["tomo_components.mrc", "tomo_preview.png", "tomo_scores.mrc", "tomo_seg.mrc",
+                     "tomo_skeleton.mrc"]
+    mask = read_volume(tmp_path / "out" / "tomo_seg.mrc")
+    scores = read_volume(tmp_path / "out" / "tomo_scores.mrc")
+    assert mask.data.dtype == np.int8 and scores.data.dtype == np.float32
+    np.testing.assert_array_equal(mask.data, (scores.data > 0).astype(np.int8))
+    for name in ("tomo_seg.mrc", "tomo_components.mrc", "tomo_skeleton.mrc"):
+        v = read_volume(tmp_path / "out" / name)
+        assert v.voxel_size == pytest.approx((10.0,) * 3) and v.origin == pytest.approx((5.0, 6.0, 7.0))
+    assert out.count("\n") == 1 and "tomo.mrc: membrane" in out
+
+
+def test_segment_goes_on_past_a_bad_tomogram_and_exits_2(tmp_path, capsys, membrain_tiny_ckpt):
+    good = _tomogram(tmp_path, "good.mrc")
+    bad = tmp_path / "bad.mrc"
+    bad.write_bytes(good.read_bytes()[:-500])
+    code, out, err = run(capsys, "segment", str(bad), str(good), "--model", str(membrain_tiny_ckpt),
+                         "--out", str(tmp_path / "o"), "--window", "64", "--no-tta", "--no-preview")
+    assert code == 2
+    assert err.count("bilayer: error:") == 1 and "bad.mrc is truncated" in err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["good_seg.mrc"]
+    assert "good.mrc: membrane" in out
+
+
+def test_segment_refuses_a_checkpoint_that_would_run_code(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    import torch
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "x": Payload()}, evil)
+    source = _tomogram(tmp_path, "t.mrc")
+    code, _, err = run(capsys, "segment", str(source), "--model", str(evil), "--out", str(tmp_path / "o"))
+    assert code == 2 and "evil.ckpt" in err and "run code" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not marker.exists()
+    assert not (tmp_path / "o" / "t_seg.mrc").exists()
+
+
+def test_segment_without_a_model_says_how_to_give_one(tmp_path, capsys):
+    code, _, err = run(capsys, "segment", str(_tomogram(tmp_path, "t.mrc")))
+    assert code == 2 and "--model" in err
+
+
+def test_components_and_skeletonize_commands(tmp_path, capsys):
+    mask = np.zeros((24, 32, 32), np.int8)
+    mask[8:13, 4:28, 4:28] = 1  # a thick plate
+    mask[18:21, 2:5, 2:5] = 1  # a small blob
+    path = write_volume(tmp_path / "m.mrc", mask, voxel_size=12.0)
+    code, out, err = run(capsys, "components", str(path), "--min-size", "100")
+    assert code == 0, err
+    labels = read_volume(tmp_path / "m_components.mrc")
+    assert "1 components" in out and set(np.unique(labels.data)) == {0, 1}
+    code, out, err = run(capsys, "skeletonize", str(path), "--out", str(tmp_path / "sk"))
+    assert code == 0, err
+    skeleton = read_volume(tmp_path / "sk" / "m_skeleton.mrc").data
+    interior = (slice(8, 24), slice(8, 24))  # the plate's mid-plane, away from its rims
+    assert skeleton[(10, *interior)].all() and not skeleton[(slice(8, 10), *interior)].any()
+    assert not skeleton[(slice(11, 13), *interior)].any()
+    assert read_volume(tmp_path / "sk" / "m_skeleton.mrc").voxel_size == pytest.approx((12.0,) * 3)

@@ -25,12 +25,12 @@ _HOMES = {
     "with_mirroring": "tta",
     "Predictor": "predictor",
     "resolve_device": "predictor",
-    "OutputOptions": "segment",
-    "SegmentReport": "segment",
-    "Segmentation": "segment",
-    "output_paths": "segment",
-    "segment": "segment",
-    "segment_file": "segment",
+    "OutputOptions": "pipeline",
+    "SegmentReport": "pipeline",
+    "Segmentation": "pipeline",
+    "output_paths": "pipeline",
+    "segment": "pipeline",
+    "segment_file": "pipeline",
 }
 
 __all__ = sorted(_HOMES)

@@ -1,0 +1,361 @@
+"""Model checkpoints: Bilayer's own format, MemBrain-seg imports, and loading that never runs
+code from the file.
+
+**Bilayer format** (suggested suffix :data:`CHECKPOINT_SUFFIX`): ``torch.save`` of plain data,
+``{"format": "bilayer-checkpoint", "format_version": 1, "info": "<ModelInfo as JSON>",
+"state_dict": {name: tensor}}``. **MemBrain-seg format**: the PyTorch Lightning ``.ckpt`` its
+training writes (``pytorch-lightning_version``, ``state_dict`` with ``_model.``-prefixed weights,
+``loops``, ``callbacks``, ``optimizer_states``, ``lr_schedulers``); the architecture is read from
+the weights' shapes and the metadata is MemBrain-seg's (10 Å, whole-tomogram z-score, x-y-z axes).
+
+Both are read with ``torch.load(weights_only=True)`` only: its unpickler builds tensors, numbers,
+strings, lists, tuples and dicts and refuses any other class or function before calling it.
+Checkpoints of MemBrain-seg 0.0.10 with Lightning 2.x hold nothing else, so no global is
+allow-listed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+
+from bilayer._version import __version__
+from bilayer.errors import ConfigError, InputFileError
+from bilayer.io.atomic import atomic_open
+from bilayer.model.network import (
+    MembraneUNet,
+    NetworkConfig,
+    build_network,
+    check_keys,
+    check_state_dict,
+    config_from_state_dict,
+)
+
+__all__ = [
+    "CHECKPOINT_SUFFIX",
+    "AxisOrder",
+    "LoadedModel",
+    "ModelInfo",
+    "Normalisation",
+    "import_membrain_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+log = logging.getLogger(__name__)
+
+#: Suggested file-name ending of Bilayer checkpoints (loading detects the format by content).
+CHECKPOINT_SUFFIX = ".bilayer.pt"
+
+_FORMAT = "bilayer-checkpoint"
+_FORMAT_VERSION = 1
+_MEMBRAIN_PREFIX = "_model."
+_MEMBRAIN_VOXEL_SIZE = 10.0  # Å; MemBrain-seg's models are trained at 10 Å per voxel
+
+
+class Normalisation(str, Enum):
+    """How a tomogram's intensities are normalised before the network sees them."""
+
+    #: The whole tomogram is shifted to mean 0 and scaled to standard deviation 1 (population
+    #: std, float32) once, before windowing: MemBrain-seg's ``load_tomogram(normalize_data=True)``.
+    TOMOGRAM_ZSCORE = "tomogram_zscore"
+
+
+class AxisOrder(str, Enum):
+    """Order in which the tomogram's axes fill the network's three spatial dimensions."""
+
+    ZYX = "zyx"  #: the (z, y, x) array as read: Bilayer's convention
+    XYZ = "xyz"  #: ``array.transpose(2, 1, 0)``, and the scores back: MemBrain-seg's convention
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model needs besides its weights to be used correctly; stored as JSON.
+
+    Attributes:
+        network: the architecture.
+        voxel_size: isotropic voxel size the model was trained at, in Å; tomograms are
+            rescaled to it before inference.
+        normalisation: intensity normalisation the model expects.
+        axis_order: order of the tomogram axes in the network input.
+        bilayer_version: version of Bilayer that wrote the checkpoint.
+        source: where the weights come from ("bilayer", or "membrain-seg import of <file>").
+        training: free JSON-able facts about training (epochs, data, losses, …); read-only.
+    """
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    voxel_size: float = _MEMBRAIN_VOXEL_SIZE
+    normalisation: Normalisation = Normalisation.TOMOGRAM_ZSCORE
+    axis_order: AxisOrder = AxisOrder.ZYX
+    bilayer_version: str = __version__
+    source: str = "bilayer"
+    training: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, NetworkConfig):
+            raise ConfigError(f"model info network must be a NetworkConfig, not {type(self.network).__name__}")
+        size = self.voxel_size
+        if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size < float("inf"):
+            raise ConfigError(f"model voxel_size={size!r} must be a positive number of Å")
+        if not isinstance(self.bilayer_version, str) or not isinstance(self.source, str):
+            raise ConfigError(
+                f"model bilayer_version and source must be strings: {self.bilayer_version!r}, {self.source!r}"
+            )
+        try:
+            training = json.loads(json.dumps(dict(self.training)))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model training facts must be JSON-able (numbers, strings, lists, dicts): {e}") from e
+        object.__setattr__(self, "voxel_size", float(size))
+        object.__setattr__(self, "normalisation", _choice(Normalisation, self.normalisation, "normalisation"))
+        object.__setattr__(self, "axis_order", _choice(AxisOrder, self.axis_order, "axis_order"))
+        object.__setattr__(self, "training", MappingProxyType(training))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metadata as plain JSON-able values."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(network=self.network.to_dict(), normalisation=self.normalisation.value)
+        data.update(axis_order=self.axis_order.value, training=json.loads(json.dumps(dict(self.training))))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelInfo:
+        """Read metadata written by :meth:`to_dict`; missing keys take the defaults.
+
+        Raises:
+            ConfigError: a key is unknown or a value is invalid.
+        """
+        values = dict(check_keys(cls, data, "model info"))
+        if "network" in values:
+            values["network"] = NetworkConfig.from_dict(values["network"])
+        return cls(**values)
+
+
+def _choice(enum: type[Enum], value: Any, name: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError as e:
+        valid = ", ".join(str(m.value) for m in enum)
+        raise ConfigError(f"model {name}={value!r} is not one of: {valid}") from e
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network ready for inference (eval mode, on the requested device) and its metadata.
+
+    Attributes:
+        network: the network; in eval mode its forward returns the full-resolution logits.
+        info: its metadata.
+        path: the file it was loaded from.
+    """
+
+    network: MembraneUNet
+    info: ModelInfo
+    path: Path
+
+
+def save_checkpoint(path: str | os.PathLike, network: nn.Module, info: ModelInfo, *, overwrite: bool = False) -> Path:
+    """Write ``network``'s weights and ``info`` atomically as a Bilayer checkpoint.
+
+    The file appears only when complete. Weights are stored on the CPU, tensors shared
+    between names stored once.
+
+    Args:
+        path: output file; :data:`CHECKPOINT_SUFFIX` is the suggested ending.
+        network: a network built from ``info.network`` (DataParallel/DDP wrappers are unwrapped).
+        info: the metadata to store with it.
+        overwrite: replace an existing file.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigError: ``network`` does not have the architecture ``info.network`` describes.
+        OutputError: ``path`` exists (and ``overwrite`` is false) or cannot be written.
+    """
+    if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        network = network.module
+    state = _cpu_state_dict(network)
+    try:
+        check_state_dict(info.network, state)
+    except ConfigError as e:
+        raise ConfigError(f"cannot save checkpoint {path}: the network does not match its model info ({e})") from e
+    payload = {
+        "format": _FORMAT,
+        "format_version": _FORMAT_VERSION,
+        "info": json.dumps(info.to_dict(), sort_keys=True),
+        "state_dict": state,
+    }
+    with atomic_open(path, overwrite=overwrite) as f:
+        torch.save(payload, f)
+    log.info("saved checkpoint %s (%s)", path, info.source)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a Bilayer checkpoint or a MemBrain-seg Lightning ``.ckpt`` (detected by content).
+
+    Nothing in the file is executed: it is read with ``torch.load(weights_only=True)``.
+
+    Args:
+        path: the checkpoint file.
+        device: where to put the network ("cpu", "cuda", "cuda:1", …).
+
+    Returns:
+        The network in eval mode on ``device``, with its metadata.
+
+    Raises:
+        InputFileError: the file is missing, not a checkpoint, corrupt or truncated, would
+            run code when unpickled, or its weights do not fit its architecture.
+        ConfigError: ``device`` is not a valid torch device.
+    """
+    path = Path(path)
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"device {device!r} is not a torch device; use e.g. 'cpu' or 'cuda:0'") from e
+    payload = _read(path)
+    if isinstance(payload, dict) and payload.get("format") == _FORMAT:
+        info, state = _parse_bilayer(path, payload)
+    elif _is_lightning(payload):
+        info, state = _parse_membrain(path, payload)
+    else:
+        raise InputFileError(
+            f"{path} is a PyTorch file but neither a Bilayer checkpoint nor a MemBrain-seg Lightning checkpoint; "
+            "give a checkpoint written by Bilayer or by MemBrain-seg training"
+        )
+    network = build_network(info.network)
+    network.load_state_dict(state, strict=True)  # names and shapes were checked while parsing
+    try:
+        network.to(target).eval()
+    except (RuntimeError, AssertionError) as e:  # e.g. "Torch not compiled with CUDA enabled"
+        raise ConfigError(f"cannot put the network on device {device!r} ({e}); use 'cpu' or an available GPU") from e
+    log.info("loaded %s (%s, %.4g Å)", path, info.source, info.voxel_size)
+    return LoadedModel(network=network, info=info, path=path)
+
+
+def import_membrain_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Convert a MemBrain-seg Lightning ``.ckpt`` into a Bilayer checkpoint (see :func:`save_checkpoint`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        InputFileError: ``src`` is not a readable MemBrain-seg checkpoint.
+        OutputError: ``dst`` exists (and ``overwrite`` is false) or cannot be written.
+    """
+    src = Path(src)
+    payload = _read(src)
+    if not _is_lightning(payload):
+        raise InputFileError(f"{src} is not a MemBrain-seg Lightning checkpoint; give the .ckpt its training wrote")
+    info, state = _parse_membrain(src, payload)
+    network = build_network(info.network)
+    network.load_state_dict(state, strict=True)
+    return save_checkpoint(dst, network, info, overwrite=overwrite)
+
+
+def _read(path: Path) -> Any:
+    """``torch.load`` with the restricted unpickler, every failure turned into one line."""
+    if not path.exists():
+        raise InputFileError(f"checkpoint {path} does not exist; check the path")
+    if not path.is_file():
+        raise InputFileError(f"checkpoint {path} is not a file; give the checkpoint file itself")
+    if path.stat().st_size == 0:
+        raise InputFileError(f"checkpoint {path} is empty; copy or download it again")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        called = re.search(r"GLOBAL ([\w.]+)", str(e))  # the restricted unpickler refused a class or function
+        if called:
+            raise InputFileError(
+                f"{path} was not loaded because it would run code when unpickled (it calls {called.group(1)}); "
+                "Bilayer loads only weights and plain data, so use a checkpoint from a trusted source"
+            ) from None
+        raise InputFileError(
+            f"{path} was not loaded: it is not a PyTorch checkpoint of plain weights and data, or it is corrupt; "
+            "give a checkpoint written by Bilayer or by MemBrain-seg training"
+        ) from None
+    except OSError as e:
+        raise InputFileError(f"cannot read checkpoint {path}: {e.strerror or e}; check its permissions") from e
+    except Exception as e:  # the zip and pickle readers fail in many ways on damaged files
+        raise InputFileError(
+            f"{path} is not a PyTorch checkpoint, or it is corrupt or truncated; copy or download it again"
+        ) from e
+
+
+def _parse_bilayer(path: Path, payload: dict) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > _FORMAT_VERSION:
+        raise InputFileError(f"{path} has checkpoint format version {version!r}; upgrade Bilayer to read it")
+    state = payload.get("state_dict")
+    try:
+        info = ModelInfo.from_dict(json.loads(payload["info"]))
+    except (KeyError, TypeError, ValueError) as e:  # ConfigError is a ValueError
+        raise InputFileError(f"{path} has unreadable model info ({e}); the file is damaged or was edited") from e
+    if not _is_tensor_dict(state):
+        raise InputFileError(f"{path} has no weights; the file is damaged or was edited")
+    try:
+        check_state_dict(info.network, state)
+    except ConfigError as e:
+        raise InputFileError(f"{path}: {e}; the file is damaged or was edited") from e
+    return info, state
+
+
+def _parse_membrain(path: Path, payload: dict) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
+    raw = payload["state_dict"]
+    if not _is_tensor_dict(raw):
+        raise InputFileError(f"{path} is a Lightning checkpoint without weights; give the .ckpt written by training")
+    state = {k[len(_MEMBRAIN_PREFIX) :]: v for k, v in raw.items() if k.startswith(_MEMBRAIN_PREFIX)}
+    skipped = len(raw) - len(state)
+    if skipped:
+        log.debug("%s: ignoring %d tensors outside %r", path, skipped, _MEMBRAIN_PREFIX)
+    try:
+        config = config_from_state_dict(state)
+    except ConfigError as e:
+        raise InputFileError(f"{path} is a Lightning checkpoint but not a MemBrain-seg network: {e}") from e
+    facts = {
+        k: payload[k]
+        for k in ("pytorch-lightning_version", "epoch", "global_step")
+        if isinstance(payload.get(k), (str, int)) and not isinstance(payload.get(k), bool)
+    }
+    info = ModelInfo(
+        network=config,
+        voxel_size=_MEMBRAIN_VOXEL_SIZE,
+        normalisation=Normalisation.TOMOGRAM_ZSCORE,
+        axis_order=AxisOrder.XYZ,
+        source=f"membrain-seg import of {path.name}",
+        training=facts,
+    )
+    return info, state
+
+
+def _is_lightning(payload: Any) -> bool:
+    return isinstance(payload, dict) and "pytorch-lightning_version" in payload and "state_dict" in payload
+
+
+def _is_tensor_dict(value: Any) -> bool:
+    items = value.items() if isinstance(value, dict) else ()
+    return bool(items) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in items)
+
+
+def _cpu_state_dict(network: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict on the CPU as a plain dict; names that share a tensor keep sharing it."""
+    moved: dict[tuple, torch.Tensor] = {}
+    state = {}
+    for name, t in network.state_dict().items():
+        key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
+        if key not in moved:
+            moved[key] = t.detach().cpu()
+        state[name] = moved[key]
+    return state

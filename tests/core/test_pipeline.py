@@ -1,0 +1,128 @@
+"""bilayer.infer.predictor and pipeline: MemBrain-seg checkpoints in, the right scores and files out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bilayer.errors import ConfigError, VoxelSizeError
+from bilayer.infer import (
+    MIRROR_AXES,
+    InferenceConfig,
+    OutputOptions,
+    Precision,
+    Predictor,
+    output_paths,
+    segment,
+    segment_file,
+)
+from bilayer.io import Volume, read_volume, write_volume
+from bilayer.model import load_checkpoint
+
+EXACT = dict(tta=False, precision=Precision.FLOAT32, overlap=0.5)
+
+
+def _volume(shape, voxel_size=10.0, origin=(0.0, 0.0, 0.0), seed=0) -> Volume:
+    rng = np.random.default_rng(seed)
+    return Volume(rng.normal(5.0, 3.0, shape).astype(np.float32), voxel_size=voxel_size, origin=origin)
+
+
+def _network_scores(ckpt, window: np.ndarray) -> np.ndarray:
+    """Independent reference: standardise, transpose to MemBrain-seg's (x, y, z), run the network."""
+    model = load_checkpoint(ckpt)
+    x = (window - window.astype(np.float64).mean()) / window.astype(np.float64).std()
+    tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 1, 0), dtype=np.float32))[None, None]
+    with torch.no_grad():
+        out = model.network(tensor)
+    return out[0, 0].numpy().transpose(2, 1, 0)
+
+
+def test_membrain_checkpoint_predicts_its_network_output_on_one_window(membrain_tiny_ckpt):
+    volume = _volume((64, 64, 64))
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, **EXACT))
+    result = segment(volume, predictor, outputs=OutputOptions(scores=True))
+    expected = _network_scores(membrain_tiny_ckpt, volume.data)
+    np.testing.assert_allclose(result.scores.data, expected, atol=1e-4)
+    np.testing.assert_array_equal(result.mask.data, (expected > 0).astype(np.int8))
+    assert result.mask.data.dtype == np.int8
+
+
+def test_tta_averages_the_eight_flipped_predictions(membrain_tiny_ckpt):
+    volume = _volume((64, 64, 64), seed=1)
+    config = InferenceConfig(window=64, **{**EXACT, "tta": True})
+    scores = segment(volume, Predictor.from_checkpoint(membrain_tiny_ckpt, config),
+                     outputs=OutputOptions(scores=True)).scores.data
+    flips = []
+    for axes in MIRROR_AXES:
+        flipped = np.flip(volume.data, axes) if axes else volume.data
+        out = _network_scores(membrain_tiny_ckpt, np.ascontiguousarray(flipped))
+        flips.append(np.flip(out, axes) if axes else out)
+    np.testing.assert_allclose(scores, np.mean(flips, axis=0), atol=1e-4)
+
+
+def test_bfloat16_gives_nearly_the_same_scores(membrain_tiny_ckpt):
+    volume = _volume((64, 64, 80), seed=2)
+    exact = segment(volume, Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, **EXACT)),
+                    outputs=OutputOptions(scores=True)).scores.data
+    bf16 = segment(volume, Predictor.from_checkpoint(
+        membrain_tiny_ckpt, InferenceConfig(window=64, **{**EXACT, "precision": Precision.BFLOAT16})),
+        outputs=OutputOptions(scores=True)).scores.data
+    assert not np.array_equal(exact, bf16)  # it really ran in bfloat16
+    assert np.abs(exact - bf16).max() < 0.05 * np.abs(exact).max()
+
+
+def test_file_output_streams_to_the_same_answer_with_the_input_geometry(tmp_path, membrain_tiny_ckpt):
+    volume = _volume((100, 70, 66), voxel_size=(10.0, 10.0, 10.0), origin=(12.0, -3.5, 700.0), seed=3)
+    source = write_volume(tmp_path / "tomo.mrc", volume)
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, **EXACT))
+    outputs = OutputOptions(scores=True, components=True, skeleton=True, preview=True)
+    in_memory = segment(read_volume(source), predictor, outputs=outputs)
+    report = segment_file(source, tmp_path / "out", predictor, outputs=outputs)
+    assert set(report.outputs) == {"mask", "scores", "components", "skeleton", "preview"}
+    assert report.outputs == output_paths(source, tmp_path / "out", outputs)
+    for kind in ("mask", "scores", "components", "skeleton"):
+        written = read_volume(report.outputs[kind])
+        np.testing.assert_array_equal(written.data, getattr(in_memory, kind).data)
+        assert written.voxel_size == pytest.approx(volume.voxel_size)
+        assert written.origin == pytest.approx(volume.origin)
+    assert report.membrane_fraction == pytest.approx(float(in_memory.mask.data.mean()))
+    assert report.outputs["preview"].read_bytes()[:4] == b"\x89PNG"
+    assert "tomo.mrc" in report.summary()
+
+
+@pytest.mark.parametrize("voxel_size", [7.0, 14.0])
+def test_other_voxel_sizes_are_rescaled_window_by_window_and_keep_the_shape(membrain_tiny_ckpt, voxel_size):
+    volume = _volume((40, 70, 60), voxel_size=voxel_size, seed=4)
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, tta=False))
+    result = segment(volume, predictor, outputs=OutputOptions(scores=True))
+    assert result.mask.shape == volume.shape and result.scores.shape == volume.shape
+    assert result.mask.voxel_size == volume.voxel_size
+    assert np.isfinite(result.scores.data).all()
+
+
+def test_anisotropic_voxels_are_refused(membrain_tiny_ckpt):
+    volume = Volume(np.zeros((8, 8, 8), np.float32) + np.arange(8), voxel_size=(20.0, 10.0, 10.0))
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, tta=False))
+    with pytest.raises(VoxelSizeError, match="anisotropic"):
+        segment(volume, predictor)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"window": 100}, "multiple of 32"), ({"overlap": 1.0}, "overlap"), ({"batch_size": 0}, "batch_size"),
+     ({"precision": "float8"}, "precision")],
+)
+def test_bad_inference_options_are_config_errors(kwargs, words):
+    with pytest.raises(ConfigError, match=words):
+        InferenceConfig(**kwargs)
+
+
+def test_a_window_too_small_for_the_model_is_refused(membrain_tiny_ckpt):
+    with pytest.raises(ConfigError, match="at least 64"):
+        Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=32))
+
+
+def test_float16_on_the_cpu_is_refused(membrain_tiny_ckpt):
+    with pytest.raises(ConfigError, match="GPU"):
+        Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(precision=Precision.FLOAT16), device="cpu")
