@@ -126,3 +126,21 @@ def test_a_window_too_small_for_the_model_is_refused(membrain_tiny_ckpt):
 def test_float16_on_the_cpu_is_refused(membrain_tiny_ckpt):
     with pytest.raises(ConfigError, match="GPU"):
         Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(precision=Precision.FLOAT16), device="cpu")
+
+
+def test_bilayer_segment_takes_arrays_volumes_and_paths(tmp_path, membrain_tiny_ckpt):
+    import bilayer
+
+    volume = _volume((64, 64, 70), seed=5)
+    config = InferenceConfig(window=64, **EXACT)
+    from_volume = bilayer.segment(volume, membrain_tiny_ckpt, config=config)
+    from_array = bilayer.segment(volume.data, membrain_tiny_ckpt, voxel_size=10.0, config=config)
+    path = write_volume(tmp_path / "v.mrc", volume)
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, config)
+    from_path = bilayer.segment(path, predictor)
+    for result in (from_array, from_path):
+        np.testing.assert_array_equal(result.mask.data, from_volume.mask.data)
+    assert from_volume.scores is None and from_path.mask.path is None
+    assert list(tmp_path.iterdir()) == [path]  # nothing written
+    with pytest.raises(ConfigError, match="voxel_size"):
+        bilayer.segment(volume.data, predictor)
