@@ -3,14 +3,12 @@
 
 from bilayer.model.checkpoint import (
     CHECKPOINT_SUFFIX,
-    AxisOrder,
     LoadedModel,
-    ModelInfo,
-    Normalisation,
     import_membrain_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
+from bilayer.model.info import AxisOrder, ModelInfo, Normalisation
 from bilayer.model.network import (
     MembraneUNet,
     NetworkConfig,

@@ -40,10 +40,7 @@ from bilayer.model.network import (
 
 __all__ = [
     "CHECKPOINT_SUFFIX",
-    "AxisOrder",
     "LoadedModel",
-    "ModelInfo",
-    "Normalisation",
     "import_membrain_checkpoint",
     "load_checkpoint",
     "save_checkpoint",
