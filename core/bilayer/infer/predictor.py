@@ -6,8 +6,9 @@ matches the voxel size to the model's window by window, and blends the network's
 (with mirror test-time augmentation if asked) slab by slab, so memory does not grow with the
 tomogram's depth.
 
-Speed without changing answers: windows run under ``inference_mode`` in channels-last layout,
-in bfloat16 where the processor has native support (``Precision.AUTO``), and the default
+Speed without changing answers: windows run under ``inference_mode``, in bfloat16 where the
+processor has native support (``Precision.AUTO``; about 2× faster than float32 here, and half
+the activation memory), and the default
 window placement uses a quarter overlap, which covers a 256-voxel axis with two 160-voxel
 windows where MemBrain-seg's half overlap needs three.
 """
@@ -74,8 +75,6 @@ class Predictor:
             raise ConfigError(f"window {self.config.window} does not suit this model: use a multiple of "
                               f"{self.model.info.network.size_multiple} of at least {smallest} voxels")
         network = self.model.network.to(self.device).eval()
-        if self.device.type == "cpu":
-            network = network.to(memory_format=torch.channels_last_3d)
         object.__setattr__(self, "_network", network)
         object.__setattr__(self, "_dtype", _compute_dtype(self.config.precision, self.device))
 
@@ -123,8 +122,6 @@ class Predictor:
         x = batch.to(self.device, non_blocking=True)
         if self.model.info.axis_order == "xyz":
             x = x.permute(0, 1, 4, 3, 2)
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.autocast(self.device.type, dtype=self._dtype, enabled=self._dtype != torch.float32):
             out = self._network(x)  # type: ignore[attr-defined]
         if isinstance(out, (list, tuple)):
