@@ -5,8 +5,8 @@ Arrays are (z, y, x), voxel sizes are in Å, labels are 0 background, 1 membrane
 """
 
 from bilayer._version import __version__
-from bilayer.errors import BilayerError, BilayerWarning
 from bilayer.api import segment
+from bilayer.errors import BilayerError, BilayerWarning
 from bilayer.io import Volume, read_volume, write_volume
 
 __all__ = ["BilayerError", "BilayerWarning", "Volume", "__version__", "read_volume", "segment", "write_volume"]

@@ -211,8 +211,8 @@ def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None,
     The model is loaded once for all TOMOGRAMS; a tomogram that fails is reported on one
     line and the others go on (exit status 2 if any failed).
     """
-    from bilayer.infer.predictor import Predictor
     from bilayer.infer.pipeline import OutputOptions, segment_file
+    from bilayer.infer.predictor import Predictor
     from bilayer.io import ensure_output_dir
 
     if model_path is None:

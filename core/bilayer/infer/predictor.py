@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from bilayer.device import resolve_device
 from bilayer.errors import ConfigError
 from bilayer.infer.config import InferenceConfig, Precision
 from bilayer.infer.sliding import EmitFn, ProgressFn, blend_windows
@@ -36,23 +37,6 @@ __all__ = ["Predictor", "resolve_device"]
 logger = logging.getLogger(__name__)
 
 _RESCALE_TOLERANCE = 0.01  # relative voxel-size difference below which windows are not resampled
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` → the first GPU if there is one, else the CPU; otherwise as given.
-
-    Raises:
-        ConfigError: an unknown device, or a GPU that is not there.
-    """
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"device {device!r} is not a torch device; use cpu, cuda, cuda:N or auto") from e
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use --device cpu")
-    return resolved
 
 
 @dataclass(frozen=True)

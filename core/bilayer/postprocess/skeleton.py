@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from bilayer.device import resolve_device
 from bilayer.errors import ConfigError
 
 __all__ = ["skeletonize"]
@@ -77,7 +78,7 @@ def skeletonize(mask: np.ndarray, *, device: str | torch.device = "cpu", batch_s
             ``batch_size`` is not a positive integer.
     """
     mask = _as_mask(mask)
-    device = _as_device(device)
+    device = resolve_device(device)
     batch = _as_batch(batch_size)
     skeleton = np.zeros(mask.shape, dtype=bool)
     if min(mask.shape) < 3 or not mask.any():
@@ -292,16 +293,6 @@ def _as_mask(mask: np.ndarray) -> np.ndarray:
     if mask.ndim != 3:
         raise ConfigError(f"skeletonize needs a 3-D (z, y, x) mask, got shape {mask.shape}")
     return mask > 0
-
-
-def _as_device(device: str | torch.device) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"unknown device {device!r}; use 'cpu' or 'cuda'") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device} is not available here; use device='cpu'")
-    return device
 
 
 def _as_batch(batch_size: int | None) -> int:
