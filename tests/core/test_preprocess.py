@@ -82,3 +82,13 @@ def test_rescaling_wrapper_resamples_predicts_and_interpolates_back():
     assert out.shape == x.shape
     assert float((out - 2 * x).abs().mean()) < 0.1 * float((2 * x).abs().mean())  # smooth signal survives
     assert wrapped(_band_limited(32).float()).shape == (1, 1, 32, 32, 32) and seen[-1] == (1, 1, 32, 32, 32)
+
+
+def test_standardisation_merges_slabs_exactly(monkeypatch, rng):
+    import bilayer.preprocess.normalise as normalise
+
+    monkeypatch.setattr(normalise, "_CHUNK_VOXELS", 1)  # one z-section per slab
+    raw = rng.normal(1000.0, 0.5, (13, 7, 5)) + np.arange(13)[:, None, None]  # means drift across slabs
+    norm = standardisation(raw)
+    assert norm.offset == pytest.approx(raw.mean(), rel=1e-13)
+    assert 1 / norm.scale == pytest.approx(raw.std(), rel=1e-11)

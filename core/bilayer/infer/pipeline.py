@@ -100,7 +100,7 @@ def segment(tomogram: Volume, predictor: Predictor, *, outputs: OutputOptions = 
 
 def output_paths(source: str | os.PathLike, out_dir: str | os.PathLike, outputs: OutputOptions) -> dict[str, Path]:
     """The files :func:`segment_file` writes for ``source``, by kind."""
-    stem = Path(source).name.split(".")[0] if Path(source).suffix.lower() == ".gz" else Path(source).stem
+    stem = Path(source).stem
     wanted = {"mask": True, "scores": outputs.scores, "components": outputs.components,
               "skeleton": outputs.skeleton, "preview": outputs.preview}
     return {kind: Path(out_dir) / f"{stem}{SUFFIXES[kind]}" for kind, on in wanted.items() if on}

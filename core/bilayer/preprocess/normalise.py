@@ -16,13 +16,13 @@ import numpy as np
 
 from bilayer.errors import InputFileError
 
-__all__ = ["Normalisation", "standardisation"]
+__all__ = ["IntensityScaling", "standardisation"]
 
 _CHUNK_VOXELS = 16 * 1024**2
 
 
 @dataclass(frozen=True)
-class Normalisation:
+class IntensityScaling:
     """An affine map ``(x - offset) * scale`` applied to raw voxel values."""
 
     offset: float = 0.0
@@ -35,26 +35,28 @@ class Normalisation:
         return out
 
 
-def standardisation(data: np.ndarray, *, name: str = "the tomogram") -> Normalisation:
-    """Mean and standard deviation of ``data`` (z, y, x) as a :class:`Normalisation`.
+def standardisation(data: np.ndarray, *, name: str = "the tomogram") -> IntensityScaling:
+    """Mean and standard deviation of ``data`` (z, y, x) as a :class:`IntensityScaling`.
 
-    Reads ``data`` in z-slabs of about 16 M voxels with float64 sums, so a memory-mapped
-    tomogram of any size costs one slab of memory.
+    Reads ``data`` once, in z-slabs of about 16 M voxels with float64 moments, so a
+    memory-mapped tomogram of any size costs one slab of memory and one read.
 
     Raises:
         InputFileError: the tomogram is constant (standard deviation 0), so it holds no image.
     """
     n = data.size
     per_slab = max(1, _CHUNK_VOXELS // max(1, data.shape[1] * data.shape[2]))
-    total = 0.0
-    for z in range(0, data.shape[0], per_slab):
-        total += float(np.sum(data[z : z + per_slab], dtype=np.float64))
-    mean = total / n
-    squares = 0.0
-    for z in range(0, data.shape[0], per_slab):
-        slab = (np.asarray(data[z : z + per_slab], dtype=np.float64) - mean).ravel()
-        squares += float(np.dot(slab, slab))
+    count, mean, squares = 0, 0.0, 0.0
+    for z in range(0, data.shape[0], per_slab):  # one pass; slab moments merged (Chan et al.)
+        slab = np.asarray(data[z : z + per_slab], dtype=np.float64).ravel()
+        slab_mean = float(slab.mean())
+        deviations = slab - slab_mean
+        slab_squares = float(np.dot(deviations, deviations))
+        delta, total = slab_mean - mean, count + slab.size
+        mean += delta * slab.size / total
+        squares += slab_squares + delta * delta * count * slab.size / total
+        count = total
     std = math.sqrt(squares / n)
     if not std > 0:
         raise InputFileError(f"{name} has the same value everywhere; give a reconstructed tomogram")
-    return Normalisation(offset=mean, scale=1.0 / std)
+    return IntensityScaling(offset=mean, scale=1.0 / std)
