@@ -44,7 +44,7 @@ class InferenceConfig:
     """
 
     window: int = 160
-    overlap: float = 0.25
+    overlap: float = 0.5
     tta: bool = True
     batch_size: int = 1
     precision: Precision = Precision.AUTO

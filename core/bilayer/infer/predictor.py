@@ -6,11 +6,10 @@ matches the voxel size to the model's window by window, and blends the network's
 (with mirror test-time augmentation if asked) slab by slab, so memory does not grow with the
 tomogram's depth.
 
-Speed without changing answers: windows run under ``inference_mode``, in bfloat16 where the
-processor has native support (``Precision.AUTO``; about 2× faster than float32 here, and half
-the activation memory), and the default
-window placement uses a quarter overlap, which covers a 256-voxel axis with two 160-voxel
-windows where MemBrain-seg's half overlap needs three.
+Speed and memory without changing answers: windows run under ``inference_mode`` through
+:class:`~bilayer.model.lean.LeanUNet` (channels-last maps, slab-wise exact instance norm, two
+full-resolution feature maps per window), in bfloat16 where the processor has native support
+(``Precision.AUTO``), with the window placement of MemBrain-seg (half overlap) by default.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from bilayer.infer.sliding import EmitFn, ProgressFn, blend_windows
 from bilayer.infer.tta import with_mirroring
 from bilayer.io.volume import Volume
 from bilayer.model.checkpoint import LoadedModel, load_checkpoint
+from bilayer.model.lean import LeanUNet
 from bilayer.preprocess.normalise import standardisation
 from bilayer.preprocess.pixel_size import rescaled_window_size, with_rescaling
 
@@ -37,11 +37,15 @@ __all__ = ["Predictor", "resolve_device"]
 logger = logging.getLogger(__name__)
 
 _RESCALE_TOLERANCE = 0.01  # relative voxel-size difference below which windows are not resampled
+_SLAB_BYTES = {"cpu": 32 * 1024**2, "cuda": 1024**3}  # per-slab temporaries of the forward pass
 
 
 @dataclass(frozen=True)
 class Predictor:
     """A network ready to score tomograms; see the module docstring.
+
+    The predictor owns ``model.network``: its weights are moved to ``device`` and stored in the
+    compute dtype (held once, for the lean forward pass), so use a model loaded for it.
 
     Attributes:
         model: the loaded network and its metadata.
@@ -58,9 +62,11 @@ class Predictor:
         if self.config.window < smallest or self.config.window % self.model.info.network.size_multiple:
             raise ConfigError(f"window {self.config.window} does not suit this model: use a multiple of "
                               f"{self.model.info.network.size_multiple} of at least {smallest} voxels")
-        network = self.model.network.to(self.device).eval()
-        object.__setattr__(self, "_network", network)
-        object.__setattr__(self, "_dtype", _compute_dtype(self.config.precision, self.device))
+        dtype = _compute_dtype(self.config.precision, self.device)
+        lean = LeanUNet(self.model.network.eval(), dtype, self.device,
+                        slab_bytes=_SLAB_BYTES.get(self.device.type, _SLAB_BYTES["cuda"]), share=True)
+        object.__setattr__(self, "_lean", lean)
+        object.__setattr__(self, "_dtype", dtype)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: InferenceConfig | None = None,
@@ -106,12 +112,7 @@ class Predictor:
         x = batch.to(self.device, non_blocking=True)
         if self.model.info.axis_order == "xyz":
             x = x.permute(0, 1, 4, 3, 2)
-        with torch.autocast(self.device.type, dtype=self._dtype, enabled=self._dtype != torch.float32):
-            out = self._network(x)  # type: ignore[attr-defined]
-        if isinstance(out, (list, tuple)):
-            out = out[0]
-        if out.dim() == 6:  # deep-supervision stack (B, heads, C, ...): the full-resolution head
-            out = out[:, 0]
+        out = self._lean(x)  # type: ignore[attr-defined]
         if self.model.info.axis_order == "xyz":
             out = out.permute(0, 1, 4, 3, 2)
         return out.float().cpu().contiguous()

@@ -141,8 +141,9 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
             f"{path} is a PyTorch file but neither a Bilayer checkpoint nor a MemBrain-seg Lightning checkpoint; "
             "give a checkpoint written by Bilayer or by MemBrain-seg training"
         )
-    network = build_network(info.network)
-    network.load_state_dict(state, strict=True)  # names and shapes were checked while parsing
+    with torch.device("meta"):  # no random initial weights: the checkpoint's own tensors become the parameters
+        network = build_network(info.network)
+    network.load_state_dict(state, strict=True, assign=True)  # names and shapes were checked while parsing
     try:
         network.to(target).eval()
     except (RuntimeError, AssertionError) as e:  # e.g. "Torch not compiled with CUDA enabled"
@@ -180,7 +181,7 @@ def _read(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise InputFileError(f"checkpoint {path} is empty; copy or download it again")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _torch_load(path)
     except pickle.UnpicklingError as e:
         called = re.search(r"GLOBAL ([\w.]+)", str(e))  # the restricted unpickler refused a class or function
         if called:
@@ -198,6 +199,20 @@ def _read(path: Path) -> Any:
         raise InputFileError(
             f"{path} is not a PyTorch checkpoint, or it is corrupt or truncated; copy or download it again"
         ) from e
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)``, memory-mapped where the file allows it.
+
+    Mapping reads only the tensors used: a Lightning checkpoint's optimizer state (as large as
+    the weights) is never brought into memory.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):  # files of torch.save's legacy (non-zip) format cannot be mapped
+            raise
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _parse_bilayer(path: Path, payload: dict) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
