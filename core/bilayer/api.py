@@ -42,7 +42,6 @@ def segment(
     """
     from bilayer.infer import InferenceConfig, OutputOptions, Predictor
     from bilayer.infer import segment as run_segment
-    from bilayer.infer.predictor import resolve_device
     from bilayer.model import LoadedModel
 
     if isinstance(tomogram, Volume):
@@ -56,7 +55,7 @@ def segment(
     if isinstance(model, Predictor):
         predictor = model
     elif isinstance(model, LoadedModel):
-        predictor = Predictor(model, config or InferenceConfig(), resolve_device(device))
+        predictor = Predictor.from_model(model, config or InferenceConfig(), device)
     else:
         predictor = Predictor.from_checkpoint(model, config, device)
     return run_segment(volume, predictor, outputs=outputs or OutputOptions(preview=False))

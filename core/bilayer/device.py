@@ -6,7 +6,7 @@ import torch
 
 from bilayer.errors import ConfigError
 
-__all__ = ["resolve_device"]
+__all__ = ["cpu_has_native_bfloat16", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -24,3 +24,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but this machine has no usable CUDA GPU; use --device cpu")
     return resolved
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """True on x86 CPUs with AVX512-BF16 or AMX, where oneDNN runs bfloat16 convolutions fast."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)

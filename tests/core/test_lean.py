@@ -39,7 +39,7 @@ def test_float32_forward_equals_the_network(overrides, slab_bytes):
     x = torch.randn(2, 1, 40, 24, 32, generator=torch.Generator().manual_seed(1)) * 3 + 2
     expected = _reference(network, x)
     with torch.inference_mode():
-        out = LeanUNet(network, torch.float32, slab_bytes=slab_bytes)(x)
+        out = LeanUNet.from_network(network, torch.float32, slab_bytes=slab_bytes)(x)
     assert out.shape == expected.shape and out.dtype == torch.float32
     torch.testing.assert_close(out, expected, atol=5e-5, rtol=1e-4)
 
@@ -47,8 +47,8 @@ def test_float32_forward_equals_the_network(overrides, slab_bytes):
 def test_slabs_do_not_change_the_result():
     network, x = _network(seed=3), torch.randn(1, 1, 48, 32, 32, generator=torch.Generator().manual_seed(4))
     with torch.inference_mode():
-        whole = LeanUNet(network, torch.float32, slab_bytes=10**9)(x)
-        slabs = LeanUNet(network, torch.float32, slab_bytes=1)(x)
+        whole = LeanUNet.from_network(network, torch.float32, slab_bytes=10**9)(x)
+        slabs = LeanUNet.from_network(network, torch.float32, slab_bytes=1)(x)
     torch.testing.assert_close(slabs, whole, atol=2e-5, rtol=1e-5)
 
 
@@ -56,7 +56,7 @@ def test_each_sample_of_a_batch_is_normalised_on_its_own():
     network = _network(seed=5)
     x = torch.randn(3, 1, 16, 16, 16, generator=torch.Generator().manual_seed(6))
     x[1] = x[1] * 10 + 4  # instance norm makes the scores of a sample independent of the others
-    lean = LeanUNet(network, torch.float32, slab_bytes=1)
+    lean = LeanUNet.from_network(network, torch.float32, slab_bytes=1)
     with torch.inference_mode():
         batched = lean(x)
         single = torch.cat([lean(x[i:i + 1]) for i in range(3)])
@@ -68,7 +68,7 @@ def test_bfloat16_forward_stays_close_to_float32():
     x = torch.randn(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(8))
     expected = _reference(network, x)
     with torch.inference_mode():
-        out = LeanUNet(network, torch.bfloat16, slab_bytes=1)(x)
+        out = LeanUNet.from_network(network, torch.bfloat16, slab_bytes=1)(x)
     assert out.dtype == torch.float32
     scale = expected.abs().max()
     assert (out - expected).abs().max() < 0.05 * scale
@@ -76,28 +76,22 @@ def test_bfloat16_forward_stays_close_to_float32():
     assert torch.equal(out[confident] > 0, expected[confident] > 0)
 
 
-def test_share_stores_the_cast_weights_in_the_network_once():
-    network = _network(seed=9)
-    x = torch.randn(1, 1, 16, 16, 16, generator=torch.Generator().manual_seed(10))
-    lean = LeanUNet(network, torch.bfloat16, share=True)
-    conv = network.input_block.conv1.conv.weight
-    assert conv.dtype == torch.bfloat16
-    assert conv.data_ptr() == lean.encoder[0].conv1.weight.data_ptr()
-    assert network.input_block.norm1.weight.dtype == torch.float32  # norms keep float32 parameters
-    with torch.inference_mode():
-        assert lean(x).shape == x.shape
-
-
-def test_without_share_the_network_is_left_as_it_was():
+def test_the_network_is_left_as_it_was():
     network = _network(seed=11)
     before = {k: v.clone() for k, v in network.state_dict().items()}
-    LeanUNet(network, torch.bfloat16)
+    lean = LeanUNet.from_network(network, torch.bfloat16)
     after = network.state_dict()
     assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+    weight = lean.encoder[0].conv1.weight
+    assert weight.dtype == torch.bfloat16 and weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert lean.encoder[0].norm1.weight.dtype == torch.float32  # norms keep float32 parameters
 
 
-def test_a_network_of_another_form_is_refused():
+def test_weights_of_another_architecture_are_refused():
     network = _network()
-    network.input_block.conv2.conv = nn.Conv3d(4, 4, 3, padding=1, groups=2, bias=False)
-    with pytest.raises(ConfigError, match="ungrouped"):
-        LeanUNet(network)
+    state = network.state_dict()
+    state["input_block.conv2.conv.weight"] = torch.zeros(4, 4, 3, 3, 1)
+    with pytest.raises(ConfigError, match="wrong shape"):
+        LeanUNet(network.config, state)
+    with pytest.raises(ConfigError, match="unexpected"):
+        LeanUNet(NetworkConfig(filters=(4, 8, 16), strides=(1, 2, 2), deep_supervision_heads=1), network.state_dict())

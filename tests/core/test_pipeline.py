@@ -44,7 +44,9 @@ def test_membrain_checkpoint_predicts_its_network_output_on_one_window(membrain_
     result = segment(volume, predictor, outputs=OutputOptions(scores=True))
     expected = _network_scores(membrain_tiny_ckpt, volume.data)
     np.testing.assert_allclose(result.scores.data, expected, atol=1e-4)
-    np.testing.assert_array_equal(result.mask.data, (expected > 0).astype(np.int8))
+    confident = np.abs(expected) > 1e-4  # float32 rounding may flip a score this close to 0
+    np.testing.assert_array_equal(result.mask.data[confident], (expected[confident] > 0).astype(np.int8))
+    assert confident.mean() > 0.999
     assert result.mask.data.dtype == np.int8
 
 

@@ -90,9 +90,14 @@ def test_flips_are_batched_as_the_caller_asks(rng):
 
     batch = torch.from_numpy(rng.normal(size=(3, 1, 4, 4, 4)).astype(np.float32))
     with_mirroring(predict)(batch)
-    with_mirroring(predict, max_batch=5)(batch)
+    assert sizes == [24]
+    for max_batch, calls in ((6, [6] * 4), (5, [3] * 8), (2, [2, 1] * 8)):
+        sizes.clear()
+        with_mirroring(predict, max_batch=max_batch)(batch)
+        assert sizes == calls, max_batch  # whole flips per call, never more than max_batch windows
+    sizes.clear()
     with_mirroring(predict, axes_sets=((),))(batch)
-    assert sizes == [24, 5, 5, 5, 5, 4, 3]
+    assert sizes == [3]
 
 
 @pytest.mark.parametrize("predict", [lambda x: 2 * x + 1, _conv(_symmetric_kernel(2))], ids=["pointwise", "symmetric"])

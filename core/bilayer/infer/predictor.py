@@ -15,19 +15,20 @@ full-resolution feature maps per window), in bfloat16 where the processor has na
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from bilayer.device import resolve_device
+from bilayer.device import cpu_has_native_bfloat16, resolve_device
 from bilayer.errors import ConfigError
 from bilayer.infer.config import InferenceConfig, Precision
 from bilayer.infer.sliding import EmitFn, ProgressFn, blend_windows
 from bilayer.infer.tta import with_mirroring
 from bilayer.io.volume import Volume
-from bilayer.model.checkpoint import LoadedModel, load_checkpoint
+from bilayer.model.checkpoint import LoadedModel, read_checkpoint
+from bilayer.model.info import ModelInfo
 from bilayer.model.lean import LeanUNet
 from bilayer.preprocess.normalise import standardisation
 from bilayer.preprocess.pixel_size import rescaled_window_size, with_rescaling
@@ -40,45 +41,50 @@ _RESCALE_TOLERANCE = 0.01  # relative voxel-size difference below which windows 
 _SLAB_BYTES = {"cpu": 32 * 1024**2, "cuda": 1024**3}  # per-slab temporaries of the forward pass
 
 
-@dataclass(frozen=True)
 class Predictor:
     """A network ready to score tomograms; see the module docstring.
 
-    The predictor owns ``model.network``: its weights are moved to ``device`` and stored in the
-    compute dtype (held once, for the lean forward pass), so use a model loaded for it.
+    Build it with :meth:`from_checkpoint` (reads the file without MONAI and holds the weights
+    once, in the compute dtype) or :meth:`from_model` (a network in memory, left unchanged).
 
     Attributes:
-        model: the loaded network and its metadata.
+        info: the model's metadata (voxel size, axis order, architecture).
         config: window, overlap, TTA, precision and threshold.
         device: where the network runs.
+        source: the checkpoint file, if any.
     """
 
-    model: LoadedModel
-    config: InferenceConfig = field(default_factory=InferenceConfig)
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    def __post_init__(self) -> None:
-        smallest = 2 * self.model.info.network.size_multiple  # instance norm needs 2³ voxels at the bottom
-        if self.config.window < smallest or self.config.window % self.model.info.network.size_multiple:
+    def __init__(self, info: ModelInfo, state_dict: Mapping[str, torch.Tensor],
+                 config: InferenceConfig | None = None, device: str | torch.device | None = None,
+                 source: Path | None = None) -> None:
+        self.info, self.config, self.source = info, config or InferenceConfig(), source
+        self.device = resolve_device(device)
+        multiple = info.network.size_multiple
+        smallest = 2 * multiple  # instance norm needs 2³ voxels at the bottom
+        if self.config.window < smallest or self.config.window % multiple:
             raise ConfigError(f"window {self.config.window} does not suit this model: use a multiple of "
-                              f"{self.model.info.network.size_multiple} of at least {smallest} voxels")
-        dtype = _compute_dtype(self.config.precision, self.device)
-        lean = LeanUNet(self.model.network.eval(), dtype, self.device,
-                        slab_bytes=_SLAB_BYTES.get(self.device.type, _SLAB_BYTES["cuda"]), share=True)
-        object.__setattr__(self, "_lean", lean)
-        object.__setattr__(self, "_dtype", dtype)
+                              f"{multiple} of at least {smallest} voxels")
+        self._dtype = _compute_dtype(self.config.precision, self.device)
+        self._network = LeanUNet(info.network, state_dict, self._dtype, self.device,
+                                 slab_bytes=_SLAB_BYTES.get(self.device.type, _SLAB_BYTES["cuda"]))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: InferenceConfig | None = None,
                         device: str | torch.device | None = None) -> "Predictor":
         """Load a checkpoint (Bilayer's or MemBrain-seg's) once, for any number of tomograms."""
-        resolved = resolve_device(device)
-        return cls(load_checkpoint(path, device="cpu"), config or InferenceConfig(), resolved)
+        info, state = read_checkpoint(path)
+        return cls(info, state, config, device, Path(path))
+
+    @classmethod
+    def from_model(cls, model: LoadedModel, config: InferenceConfig | None = None,
+                   device: str | torch.device | None = None) -> "Predictor":
+        """A predictor with the weights of a network in memory (copied; the network is not changed)."""
+        return cls(model.info, model.network.state_dict(), config, device, model.path)
 
     @property
     def compute_dtype(self) -> torch.dtype:
         """The dtype of the forward pass actually used."""
-        return self._dtype  # type: ignore[attr-defined]
+        return self._dtype
 
     def predict(self, volume: Volume, *, emit: EmitFn, progress: ProgressFn | None = None) -> None:
         """Score ``volume`` and pass the scores (float32 logits) slab by slab to ``emit``.
@@ -98,7 +104,7 @@ class Predictor:
 
     def _window_plan(self, voxel_size: float) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
         """The window size in the tomogram's voxels and the function predicting such windows."""
-        model_voxel_size = self.model.info.voxel_size
+        model_voxel_size = self.info.voxel_size
         window = self.config.window
         if not self.config.rescale or abs(voxel_size / model_voxel_size - 1.0) <= _RESCALE_TOLERANCE:
             return window, self._forward
@@ -110,10 +116,10 @@ class Predictor:
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Network scores for a CPU float32 batch (B, 1, z, y, x), in the model's axis order."""
         x = batch.to(self.device, non_blocking=True)
-        if self.model.info.axis_order == "xyz":
+        if self.info.axis_order == "xyz":
             x = x.permute(0, 1, 4, 3, 2)
-        out = self._lean(x)  # type: ignore[attr-defined]
-        if self.model.info.axis_order == "xyz":
+        out = self._network(x)
+        if self.info.axis_order == "xyz":
             out = out.permute(0, 1, 4, 3, 2)
         return out.float().cpu().contiguous()
 
@@ -129,10 +135,4 @@ def _compute_dtype(precision: Precision, device: torch.device) -> torch.dtype:
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _cpu_has_native_bfloat16() else torch.float32
-
-
-def _cpu_has_native_bfloat16() -> bool:
-    """True on x86 CPUs with AVX512-BF16 or AMX, where oneDNN runs bfloat16 convolutions fast."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    return torch.bfloat16 if cpu_has_native_bfloat16() else torch.float32

@@ -40,9 +40,10 @@ def with_mirroring(
     """Wrap ``predict_fn`` so that it returns the average over mirrored copies of each window.
 
     For a batch (B, 1, z, y, x), every mirroring in ``axes_sets`` is applied, the ``len(axes_sets)
-    * B`` windows are predicted in calls of at most ``max_batch`` windows, each prediction is
-    flipped back, and the raw outputs are averaged in float32 (summed in ``axes_sets`` order, then
-    divided), as MemBrain-seg averages logits before thresholding at 0.
+    * B`` windows are predicted in calls of at most ``max_batch`` windows (only one call's copies
+    are held at a time), each prediction is flipped back, and the raw outputs are averaged in
+    float32 (summed in ``axes_sets`` order, then divided), as MemBrain-seg averages logits before
+    thresholding at 0.
 
     Per-window mirroring equals MemBrain-seg's whole-tomogram mirroring exactly when the window
     grid is its own mirror image on every flipped axis: ``size <= roi`` with an even difference
@@ -72,14 +73,18 @@ def with_mirroring(
 
     def mirrored(batch: torch.Tensor) -> torch.Tensor:
         count = batch.shape[0]
-        stacked = batch if flips == ((),) else torch.cat([_flip(batch, axes) for axes in flips])
-        outputs = _predict_in_chunks(predict_fn, stacked, max_batch)
-        if tuple(outputs.shape) != tuple(stacked.shape):
-            raise ConfigError(f"predict_fn returned shape {tuple(outputs.shape)} for mirrored windows of shape "
-                              f"{tuple(stacked.shape)}; it must return one channel of the window's shape")
-        total = _flip(outputs[:count], flips[0]).to(torch.float32, copy=True)
-        for i, axes in enumerate(flips[1:], start=1):
-            total += _flip(outputs[i * count:(i + 1) * count], axes)
+        per_call = len(flips) if max_batch is None else max(1, max_batch // count)
+        total = None
+        for first in range(0, len(flips), per_call):  # only one call's mirrored copies are held at a time
+            group = flips[first:first + per_call]
+            stacked = torch.cat([_flip(batch, axes) for axes in group]) if len(group) > 1 else _flip(batch, group[0])
+            outputs = _predict_in_chunks(predict_fn, stacked, max_batch)
+            if tuple(outputs.shape) != tuple(stacked.shape):
+                raise ConfigError(f"predict_fn returned shape {tuple(outputs.shape)} for mirrored windows of shape "
+                                  f"{tuple(stacked.shape)}; it must return one channel of the window's shape")
+            for i, axes in enumerate(group):
+                back = _flip(outputs[i * count:(i + 1) * count], axes)
+                total = back.to(torch.float32, copy=True) if total is None else total.add_(back)
         return total.div_(len(flips))
 
     return mirrored

@@ -1,38 +1,44 @@
-"""Models: the MemBrain-seg U-Net (:mod:`bilayer.model.network`) and its checkpoints
-(:mod:`bilayer.model.checkpoint`), loaded without running code from the file."""
+"""Models: the MemBrain-seg U-Net's architecture (:mod:`~bilayer.model.config`,
+:mod:`~bilayer.model.layout`), the trainable network (:mod:`~bilayer.model.network`, MONAI), the
+inference forward pass (:mod:`~bilayer.model.lean`) and checkpoints loaded without running code
+from the file (:mod:`~bilayer.model.checkpoint`).
 
-from bilayer.model.checkpoint import (
-    CHECKPOINT_SUFFIX,
-    LoadedModel,
-    import_membrain_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
-from bilayer.model.info import AxisOrder, ModelInfo, Normalisation
-from bilayer.model.network import (
-    MembraneUNet,
-    NetworkConfig,
-    Norm,
-    build_network,
-    check_state_dict,
-    config_from_state_dict,
-    count_parameters,
-)
+Names load on first use (PEP 562), so reading a checkpoint for inference never imports MONAI.
+"""
 
-__all__ = [
-    "CHECKPOINT_SUFFIX",
-    "AxisOrder",
-    "LoadedModel",
-    "MembraneUNet",
-    "ModelInfo",
-    "NetworkConfig",
-    "Norm",
-    "Normalisation",
-    "build_network",
-    "check_state_dict",
-    "config_from_state_dict",
-    "count_parameters",
-    "import_membrain_checkpoint",
-    "load_checkpoint",
-    "save_checkpoint",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "NetworkConfig": "config",
+    "Norm": "config",
+    "check_keys": "config",
+    "check_state_dict": "layout",
+    "config_from_state_dict": "layout",
+    "state_dict_shapes": "layout",
+    "AxisOrder": "info",
+    "ModelInfo": "info",
+    "Normalisation": "info",
+    "CHECKPOINT_SUFFIX": "checkpoint",
+    "LoadedModel": "checkpoint",
+    "import_membrain_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "read_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "LeanUNet": "lean",
+    "MembraneUNet": "network",
+    "build_network": "network",
+    "count_parameters": "network",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'bilayer.model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"bilayer.model.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value

@@ -23,7 +23,7 @@ import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -31,18 +31,17 @@ from torch import nn
 from bilayer.errors import ConfigError, InputFileError
 from bilayer.io.atomic import atomic_open
 from bilayer.model.info import MEMBRAIN_VOXEL_SIZE, AxisOrder, ModelInfo, Normalisation
-from bilayer.model.network import (
-    MembraneUNet,
-    build_network,
-    check_state_dict,
-    config_from_state_dict,
-)
+from bilayer.model.layout import check_state_dict, config_from_state_dict
+
+if TYPE_CHECKING:
+    from bilayer.model.network import MembraneUNet
 
 __all__ = [
     "CHECKPOINT_SUFFIX",
     "LoadedModel",
     "import_membrain_checkpoint",
     "load_checkpoint",
+    "read_checkpoint",
     "save_checkpoint",
 ]
 
@@ -66,7 +65,7 @@ class LoadedModel:
         path: the file it was loaded from.
     """
 
-    network: MembraneUNet
+    network: "MembraneUNet"
     info: ModelInfo
     path: Path
 
@@ -92,7 +91,11 @@ def save_checkpoint(path: str | os.PathLike, network: nn.Module, info: ModelInfo
     """
     if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         network = network.module
-    state = _cpu_state_dict(network)
+    return _write(path, info, _cpu_state_dict(network), overwrite=overwrite)
+
+
+def _write(path: str | os.PathLike, info: ModelInfo, state: dict[str, torch.Tensor], *, overwrite: bool) -> Path:
+    """Write ``state`` (CPU tensors) and ``info`` atomically as a Bilayer checkpoint."""
     try:
         check_state_dict(info.network, state)
     except ConfigError as e:
@@ -109,8 +112,31 @@ def save_checkpoint(path: str | os.PathLike, network: nn.Module, info: ModelInfo
     return Path(path)
 
 
+def read_checkpoint(path: str | os.PathLike) -> tuple[ModelInfo, dict[str, torch.Tensor]]:
+    """The metadata and weights of a Bilayer checkpoint or a MemBrain-seg Lightning ``.ckpt``.
+
+    Nothing in the file is executed (``torch.load(weights_only=True)``), no network is built
+    and MONAI is not imported: this is all inference needs. The weights are memory-mapped
+    from the file where its format allows, so tensors nobody uses are never read.
+
+    Raises:
+        InputFileError: the file is missing, not a checkpoint, corrupt or truncated, would
+            run code when unpickled, or its weights do not fit its architecture.
+    """
+    path = Path(path)
+    payload = _read(path)
+    if isinstance(payload, dict) and payload.get("format") == _FORMAT:
+        return _parse_bilayer(path, payload)
+    if _is_lightning(payload):
+        return _parse_membrain(path, payload)
+    raise InputFileError(
+        f"{path} is a PyTorch file but neither a Bilayer checkpoint nor a MemBrain-seg Lightning checkpoint; "
+        "give a checkpoint written by Bilayer or by MemBrain-seg training"
+    )
+
+
 def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a Bilayer checkpoint or a MemBrain-seg Lightning ``.ckpt`` (detected by content).
+    """Load a Bilayer checkpoint or a MemBrain-seg Lightning ``.ckpt`` as a network (detected by content).
 
     Nothing in the file is executed: it is read with ``torch.load(weights_only=True)``.
 
@@ -126,21 +152,14 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | torch.device = "cp
             run code when unpickled, or its weights do not fit its architecture.
         ConfigError: ``device`` is not a valid torch device.
     """
+    from bilayer.model.network import build_network
+
     path = Path(path)
     try:
         target = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ConfigError(f"device {device!r} is not a torch device; use e.g. 'cpu' or 'cuda:0'") from e
-    payload = _read(path)
-    if isinstance(payload, dict) and payload.get("format") == _FORMAT:
-        info, state = _parse_bilayer(path, payload)
-    elif _is_lightning(payload):
-        info, state = _parse_membrain(path, payload)
-    else:
-        raise InputFileError(
-            f"{path} is a PyTorch file but neither a Bilayer checkpoint nor a MemBrain-seg Lightning checkpoint; "
-            "give a checkpoint written by Bilayer or by MemBrain-seg training"
-        )
+    info, state = read_checkpoint(path)
     with torch.device("meta"):  # no random initial weights: the checkpoint's own tensors become the parameters
         network = build_network(info.network)
     network.load_state_dict(state, strict=True, assign=True)  # names and shapes were checked while parsing
@@ -166,10 +185,7 @@ def import_membrain_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *
     payload = _read(src)
     if not _is_lightning(payload):
         raise InputFileError(f"{src} is not a MemBrain-seg Lightning checkpoint; give the .ckpt its training wrote")
-    info, state = _parse_membrain(src, payload)
-    network = build_network(info.network)
-    network.load_state_dict(state, strict=True)
-    return save_checkpoint(dst, network, info, overwrite=overwrite)
+    return _write(dst, *_parse_membrain(src, payload), overwrite=overwrite)
 
 
 def _read(path: Path) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 from bilayer._version import __version__
 from bilayer.errors import ConfigError
-from bilayer.model.network import NetworkConfig, check_keys
+from bilayer.model.config import NetworkConfig, check_keys
 
 __all__ = ["AxisOrder", "MEMBRAIN_VOXEL_SIZE", "ModelInfo", "Normalisation"]
 

@@ -21,6 +21,7 @@ Normalisation and activation are computed in float32 and rounded once to the com
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -28,12 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bilayer.errors import ConfigError
+from bilayer.model.config import NetworkConfig, Norm
+from bilayer.model.layout import block_names, check_state_dict
 
 __all__ = ["LeanUNet"]
 
 _CL = torch.channels_last_3d
 _DEFAULT_SLAB_BYTES = 48 * 1024**2  # temporaries of one slab; larger slabs barely speed convolution up
+_NORM_EPS = 1e-5  # MONAI's (and PyTorch's) instance and batch norm epsilon
 
 #: Rows ``[a, b)`` of a (B, C, Z, Y, X) feature map along z, zero outside ``[0, Z)``.
 Rows = Callable[[int, int], torch.Tensor]
@@ -57,7 +60,24 @@ class _Conv:
         """Output rows ``[o0, o1)``, reading only the input rows they depend on."""
         a = o0 * self.stride - self.padding
         x = src(a, (o1 - 1) * self.stride - self.padding + self.kernel)
+        if self.weight.shape[1] == 1:
+            return self._single_channel(x)
         return F.conv3d(x, self.weight, self.bias, self.stride, (0, self.padding, self.padding))
+
+    def _single_channel(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution of a one-channel map as a matrix product, channels-last out.
+
+        oneDNN would convolve a one-channel input in the standard layout and copy the output
+        over: for the network's first block that copying costs more than the arithmetic.
+        """
+        k, s, p = self.kernel, self.stride, self.padding
+        if p:
+            x = F.pad(x, (p, p, p, p))
+        patches = x[:, 0].unfold(1, k, s).unfold(2, k, s).unfold(3, k, s)  # (B, z, y, x, k, k, k) view
+        out = patches.reshape(*patches.shape[:4], k**3) @ self.weight.reshape(self.weight.shape[0], k**3).T
+        if self.bias is not None:
+            out += self.bias
+        return out.permute(0, 4, 1, 2, 3)  # (B, C, z, y, x), channels-last in memory
 
 
 @dataclass(frozen=True)
@@ -134,32 +154,47 @@ class _Moments:
 
 
 class LeanUNet:
-    """The eval-mode forward of a MembraneUNet (see the module docstring).
+    """The eval-mode forward of the MemBrain-seg U-Net (see the module docstring).
+
+    Built from an architecture and its weights (a state dict with MONAI's names, see
+    :mod:`bilayer.model.layout`), so inference needs neither MONAI nor the module; the weights
+    are copied to ``device`` in the compute dtype (normalisation parameters stay float32), so
+    nothing keeps a memory-mapped checkpoint alive.
 
     Args:
-        network: the network whose weights to use; it is not changed, unless ``share`` is set.
+        config: the architecture.
+        state_dict: its weights (checked against ``config``).
         dtype: the compute dtype of convolutions (float32, bfloat16 or float16).
         device: where the weights go and the forward runs.
         slab_bytes: rough bound on the temporaries of one z-slab; whole small levels are one slab.
-        share: store the cast weights back into ``network`` (it then holds them in ``dtype``),
-            so the weights are held once; for a network used only through this forward.
 
     Raises:
-        ConfigError: the network is not a DynUNet of the form MemBrain-seg uses.
+        ConfigError: the weights do not fit ``config``.
     """
 
-    def __init__(self, network: nn.Module, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-                 *, slab_bytes: int = _DEFAULT_SLAB_BYTES, share: bool = False) -> None:
-        self.dtype, self.device, self.slab_bytes = dtype, torch.device(device), int(slab_bytes)
-        self._share = share
-        self.slope = _slope(network)
-        self.encoder = [self._block(network.input_block)] + [self._block(m) for m in network.downsamples]
-        self.bottleneck = self._block(network.bottleneck)
-        self.decoder = [(self._conv(up.transp_conv.conv, transposed=True), self._block(up.conv_block))
-                        for up in network.upsamples]
-        self.output = self._conv(network.output_block.conv.conv)
-        blocks = [*self.encoder, self.bottleneck, *(block for _, block in self.decoder)]
-        self._min_rows = max(block.conv2.kernel for block in blocks)  # a slab must be deeper than a halo
+    def __init__(self, config: NetworkConfig, state_dict: Mapping[str, torch.Tensor],
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", *,
+                 slab_bytes: int = _DEFAULT_SLAB_BYTES) -> None:
+        check_state_dict(config, state_dict)
+        self.config, self.dtype, self.device, self.slab_bytes = config, dtype, torch.device(device), int(slab_bytes)
+        self._state, self.slope, self._eps = state_dict, config.negative_slope, _NORM_EPS
+        k, f, strides = config.kernel_size, config.filters, config.strides
+        paths = ["input_block", *(f"downsamples.{i}" for i in range(len(f) - 2))]
+        inputs = [config.in_channels, *f[:-1]]
+        self.encoder = [self._block(p, inputs[i], f[i], strides[i], config.residual) for i, p in enumerate(paths)]
+        self.bottleneck = self._block("bottleneck", f[-2], f[-1], strides[-1], config.residual)
+        ups = [f[len(f) - 2 - i] for i in range(len(f) - 1)]  # output channels of each up level, deepest first
+        self.decoder = [(self._conv(f"upsamples.{i}.transp_conv.conv", 0, 0, transposed=True),
+                         self._block(f"upsamples.{i}.conv_block", 2 * c, c, 1, False)) for i, c in enumerate(ups)]
+        self.output = self._conv("output_block.conv.conv", 1, 0)
+        self._min_rows = k  # a slab must be deeper than a convolution's halo
+        del self._state
+
+    @classmethod
+    def from_network(cls, network: nn.Module, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+                     **options: int) -> LeanUNet:
+        """The forward pass of a :class:`~bilayer.model.network.MembraneUNet` (left unchanged)."""
+        return cls(network.config, network.state_dict(), dtype, device, **options)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, out_channels, z, y, x) in float32 for an input batch (B, C, z, y, x)."""
@@ -228,52 +263,40 @@ class LeanUNet:
         for o0 in range(0, shape[2], step):
             yield o0, min(o0 + step, shape[2])
 
-    # ------------------------------------------------------------------ weights from the modules
+    # ------------------------------------------------------------------ weights by name
 
-    def _block(self, module: nn.Module) -> _Block:
-        if not hasattr(module, "conv2") or not hasattr(module, "norm2"):
-            raise ConfigError(f"LeanUNet cannot run a {type(module).__name__}; expected MONAI's UnetResBlock or "
-                              "UnetBasicBlock")
-        residual = type(module).__name__ == "UnetResBlock"
-        has_projection = hasattr(module, "conv3")
-        return _Block(self._conv(module.conv1.conv), self._norm(module.norm1), self._conv(module.conv2.conv),
-                      self._norm(module.norm2), residual,
-                      self._conv(module.conv3.conv) if has_projection else None,
-                      self._norm(module.norm3) if has_projection else None)
+    def _block(self, path: str, cin: int, cout: int, stride: int, residual: bool) -> _Block:
+        names = block_names(path, residual, cin != cout or stride != 1)
+        k = self.config.kernel_size
+        conv3 = self._conv(names[4], stride, 0) if names[4] else None
+        return _Block(self._conv(names[0], stride, _padding(k, stride)), self._norm(names[1]),
+                      self._conv(names[2], 1, _padding(k, 1)), self._norm(names[3]), residual,
+                      conv3, self._norm(names[5]) if names[5] else None)
 
-    def _conv(self, conv: nn.Module, *, transposed: bool = False) -> _Conv:
-        kernel, stride, padding = (set(getattr(conv, name)) for name in ("kernel_size", "stride", "padding"))
-        if len(kernel) != 1 or len(stride) != 1 or len(padding) != 1 or getattr(conv, "groups", 1) != 1 \
-                or set(getattr(conv, "dilation", (1,))) != {1} or (transposed and (kernel != stride or padding != {0})):
-            raise ConfigError(f"LeanUNet needs isotropic, ungrouped convolutions; got {conv}")
-        weight = self._cast(conv.weight, self.dtype)
-        bias = None if conv.bias is None else self._cast(conv.bias, self.dtype)
-        return _Conv(weight, bias, stride.pop(), padding.pop())
+    def _conv(self, name: str, stride: int, padding: int, *, transposed: bool = False) -> _Conv:
+        weight = self._tensor(f"{name}.weight", self.dtype)
+        bias = self._tensor(f"{name}.bias", self.dtype) if f"{name}.bias" in self._state else None
+        if transposed:
+            stride = int(weight.shape[-1])  # kernel = stride, no padding: each input voxel makes a cube
+        return _Conv(weight, bias, stride, padding)
 
-    def _norm(self, norm: nn.Module) -> _Norm:
-        weight = None if norm.weight is None else self._cast(norm.weight, torch.float32)
-        bias = None if norm.bias is None else self._cast(norm.bias, torch.float32)
+    def _norm(self, name: str) -> _Norm:
         running = None
-        if isinstance(norm, nn.modules.batchnorm._BatchNorm):
-            running = (norm.running_mean.to(self.device, torch.float32), norm.running_var.to(self.device, torch.float32))
-        elif not isinstance(norm, nn.modules.instancenorm._InstanceNorm) or norm.track_running_stats:
-            raise ConfigError(f"LeanUNet supports instance norm (without running stats) and batch norm; got {norm}")
-        return _Norm(weight, bias, float(norm.eps), running)
+        if self.config.norm is Norm.BATCH:
+            running = (self._tensor(f"{name}.running_mean", torch.float32),
+                       self._tensor(f"{name}.running_var", torch.float32))
+        return _Norm(self._tensor(f"{name}.weight", torch.float32), self._tensor(f"{name}.bias", torch.float32),
+                     self._eps, running)
 
-    def _cast(self, param: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        fmt = _CL if param.dim() == 5 else torch.contiguous_format
-        value = param.detach().to(self.device, dtype).contiguous(memory_format=fmt)
-        if self._share and isinstance(param, nn.Parameter):
-            param.data = value
-        return value
+    def _tensor(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        value = self._state[name].detach()
+        fmt = _CL if value.dim() == 5 else torch.contiguous_format
+        return value.to(self.device, dtype, copy=True).contiguous(memory_format=fmt)
 
 
-def _slope(network: nn.Module) -> float:
-    """The leaky-ReLU slope of the network's blocks (one value for all)."""
-    slopes = {float(m.negative_slope) for m in network.modules() if isinstance(m, nn.LeakyReLU)}
-    if len(slopes) != 1:
-        raise ConfigError(f"LeanUNet needs one leaky-ReLU slope throughout the network, found {sorted(slopes)}")
-    return slopes.pop()
+def _padding(kernel: int, stride: int) -> int:
+    """MONAI's convolution padding for a kernel and stride."""
+    return max((kernel - stride + 1) // 2, 0)
 
 
 def _tensor_rows(x: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Rows:
