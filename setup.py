@@ -40,6 +40,8 @@ setup(
         "click>=8.1",
         "tqdm>=4.60",
         "matplotlib>=3.6",
+        "nibabel>=4",  # NIfTI training patches, MemBrain-seg's format
+        "pyyaml>=5.4",  # training settings files
     ],
     extras_require={
         "scipion": ["scipion-pyworkflow>=3.11", "scipion-em>=3.11", "scipion-em-tomo>=3.12"],

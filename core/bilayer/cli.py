@@ -327,6 +327,16 @@ def _load_synth_config(config_cls: Any, path: Path | None, **overrides: Any) -> 
     return config_cls.from_dict(values)
 
 
+def _add_training_commands() -> None:
+    from bilayer.cli_train import evaluate, finetune, train
+
+    for command in (train, finetune, evaluate):
+        cli.add_command(command)
+
+
+_add_training_commands()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``bilayer`` command; returns its exit status."""
     return cli.main(argv)

@@ -1,0 +1,187 @@
+"""The training commands of ``bilayer``: ``train``, ``finetune`` and ``evaluate``.
+
+Settings come, later winning, from the engine's defaults (MemBrain-seg's recipe), the
+fine-tuning defaults, a ``--config`` file (JSON or YAML, :class:`TrainConfig` fields) and the
+command-line options. Data-parallel training: ``torchrun --nproc-per-node N -m bilayer train ...``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import click
+
+from bilayer.errors import ConfigError
+
+__all__ = ["evaluate", "finetune", "train"]
+
+_PATH = click.Path(path_type=Path)
+
+
+def _training_options(command: Callable) -> Callable:
+    """The options ``train`` and ``finetune`` share."""
+    options = [
+        click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+                     help="Run folder: checkpoints, metrics.csv, curves.png, state.pt (a run there is continued)."),
+        click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     default=None, help="JSON or YAML file of training settings; the options below override it."),
+        click.option("--synthetic", type=click.IntRange(min=1), default=None,
+                     help="Train on this many synthetic patches per epoch, generated on the fly, "
+                          "instead of (or when no) DATASET."),
+        click.option("--synthetic-val", type=click.IntRange(min=0), default=8, show_default=True,
+                     help="With --synthetic: fixed synthetic validation patches (other seeds)."),
+        click.option("--synth-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="JSON file of generator settings (SynthConfig fields) for --synthetic."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (poly schedule ends there)."),
+        click.option("--steps-per-epoch", type=click.IntRange(min=0), default=None,
+                     help="Optimiser steps per epoch (0: one pass over the training set)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Patches per step and process."),
+        click.option("--patch-size", type=click.IntRange(min=32), default=None,
+                     help="Patch edge in voxels, a multiple of 32."),
+        click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Initial learning rate (SGD, Nesterov momentum 0.99, poly-0.9 schedule)."),
+        click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Voxel size of the training data in Å, stored in the model."),
+        click.option("--validate-every", type=click.IntRange(min=1), default=None, help="Validate every N epochs."),
+        click.option("--surface-dice/--no-surface-dice", default=None,
+                     help="Add the Surface-Dice loss (MemBrain v2)."),
+        click.option("--augment/--no-augment", default=True, show_default=True,
+                     help="MemBrain-seg's augmentations, incl. Fourier amplitude and missing wedge."),
+        click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None,
+                     help="Data-loading processes."),
+        click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default=None,
+                     help="Arithmetic of the forward pass (auto: bfloat16 where the hardware has it)."),
+        click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed of weights, data and augmentation."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--restart", is_flag=True, help="Start afresh instead of continuing a run in --out."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.command()
+@click.argument("dataset", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_training_options
+def train(dataset: Path | None, **options: Any) -> None:
+    """Train a membrane model on DATASET (imagesTr/, labelsTr/, imagesVal/, labelsVal/) or on
+    synthetic patches (--synthetic N)."""
+    _run_training(dataset, None, {}, options)
+
+
+@click.command()
+@click.argument("dataset", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_path", type=_PATH, required=True,
+              help="Checkpoint to start from: Bilayer's own or a MemBrain-seg .ckpt.")
+@_training_options
+def finetune(dataset: Path | None, model_path: Path, **options: Any) -> None:
+    """Fine-tune a model (Bilayer's or MemBrain-seg's) on DATASET or synthetic patches;
+    MemBrain-seg's fine-tuning defaults: learning rate 1e-5, 100 epochs."""
+    from bilayer.train.config import FINETUNE_DEFAULTS
+
+    _run_training(dataset, model_path, FINETUNE_DEFAULTS, options)
+
+
+def _run_training(dataset: Path | None, model_path: Path | None, defaults: dict[str, Any],
+                  options: dict[str, Any]) -> None:
+    from bilayer.data import training_data
+    from bilayer.model import load_checkpoint
+    from bilayer.train import TrainConfig
+    from bilayer.train import train as run
+
+    if dataset is None and options["synthetic"] is None:
+        raise click.UsageError("give a DATASET folder or --synthetic N")
+    if dataset is not None and options["synthetic"] is not None:
+        raise click.UsageError("give either a DATASET folder or --synthetic N, not both")
+    values = {**defaults, **_read_settings(options["config_path"])}
+    for key in ("epochs", "steps_per_epoch", "batch_size", "patch_size", "learning_rate", "voxel_size",
+                "validate_every", "num_workers", "precision", "seed"):
+        if options[key] is not None:
+            values[key] = options[key]
+    if not options["augment"]:
+        values["augment"] = None
+    if options["surface_dice"] is not None:
+        values["loss"] = {**values.get("loss", {}), "surface_dice": options["surface_dice"]}
+    init = load_checkpoint(model_path) if model_path is not None else None
+    if init is not None and "network" in values:
+        raise ConfigError("--config sets a network, but fine-tuning keeps the checkpoint's; remove 'network'")
+    config = TrainConfig.from_dict(values)
+    synth = _read_settings(options["synth_config"]) if options["synth_config"] else {}
+    train_data, val_data = training_data(config, dataset, synthetic=options["synthetic"],
+                                         synthetic_val=options["synthetic_val"], synth_settings=synth)
+
+    def report(epoch: int, row: dict[str, Any]) -> None:
+        click.echo(f"epoch {epoch}/{config.epochs}  " + "  ".join(
+            f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "seconds")
+            + f"  {row['seconds']:.1f} s")
+
+    result = run(config, train_data, options["out_dir"], val_data=val_data, init=init, device=options["device"],
+                 resume=not options["restart"], on_epoch=report)
+    click.echo(f"best: {result.best}\nlast: {result.last}\nmetrics: {result.folder / 'metrics.csv'}")
+
+
+def _read_settings(path: Path | None) -> dict[str, Any]:
+    """A JSON or YAML mapping of settings, or {} without a file."""
+    if path is None:
+        return {}
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as e:  # json and yaml both raise their own error types
+        raise ConfigError(f"cannot read settings from {path}: {e}; give a JSON or YAML mapping") from e
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings (key: value)")
+    return values
+
+
+@click.command()
+@click.argument("predictions", nargs=-1, required=True, type=_PATH)
+@click.option("--gt", "truths", multiple=True, required=True, type=_PATH,
+              help="Ground-truth labels (0, 1, 2 = ignore), one per prediction, in the same order.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the table as CSV here.")
+@click.option("--threshold", type=float, default=0.0, show_default=True,
+              help="Membrane where a prediction exceeds this (masks 0/1, or scores/logits).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing CSV.")
+def evaluate(predictions: Sequence[Path], truths: Sequence[Path], csv_path: Path | None, threshold: float,
+             overwrite: bool) -> None:
+    """Dice, Surface-Dice, precision and recall of PREDICTIONS against --gt labels, per tomogram."""
+    import numpy as np
+
+    from bilayer.io import read_volume
+    from bilayer.io.atomic import atomic_open, check_output_path
+    from bilayer.metrics import segmentation_scores
+
+    if len(truths) != len(predictions):
+        raise click.UsageError(f"{len(predictions)} predictions but {len(truths)} --gt files; give one --gt each")
+    if csv_path is not None:
+        check_output_path(csv_path, overwrite=overwrite, protect=[*predictions, *truths])
+    rows = []
+    for prediction, truth in zip(predictions, truths):
+        pred, labels = read_volume(prediction), read_volume(truth)
+        if pred.shape != labels.shape:
+            raise ConfigError(f"{prediction} has shape {pred.shape} but {truth} has {labels.shape}; "
+                              "compare a prediction with the labels of the same tomogram")
+        scores = segmentation_scores(np.asarray(pred.data) > threshold, np.asarray(labels.data))
+        rows.append({"prediction": str(prediction), "ground_truth": str(truth), **scores})
+        click.echo(f"{prediction.name}: " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    if len(rows) > 1:
+        keys = [k for k in rows[0] if k not in ("prediction", "ground_truth")]
+        click.echo("mean: " + "  ".join(f"{k} {sum(r[k] for r in rows) / len(rows):.4f}" for k in keys))
+    if csv_path is not None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        with atomic_open(csv_path, overwrite=overwrite) as f:
+            f.write(buffer.getvalue().encode())
+        click.echo(f"wrote {csv_path}")

@@ -1,0 +1,142 @@
+"""bilayer.train: the loop learns, resumes exactly after a kill, and trains under torchrun (gloo)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bilayer.data import training_data
+from bilayer.data.patches import SyntheticPatches
+from bilayer.data.synthetic import SynthConfig
+from bilayer.errors import ConfigError
+from bilayer.infer import InferenceConfig, Predictor, segment
+from bilayer.io import Volume
+from bilayer.model import AxisOrder, NetworkConfig, load_checkpoint
+from bilayer.train import TrainConfig, train
+
+TINY = NetworkConfig(filters=(8, 16, 32, 64), strides=(1, 2, 2, 2))
+FAST = dict(network=TINY, patch_size=32, batch_size=2, num_workers=0, precision="float32")
+
+
+def _rows(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_tiny_network_overfits_one_patch(tmp_path):
+    config = TrainConfig(**FAST, epochs=12, steps_per_epoch=12, augment=None, learning_rate=0.02, validate_every=12)
+    patch = SyntheticPatches(SynthConfig(voxel_size=10.0), 1, 32, seed=4, fixed=True)
+    assert float((patch[0]["label"] == 1).float().mean()) > 0.02  # there is membrane to learn
+    result = train(config, patch, tmp_path / "run", val_data=patch, device="cpu")
+    final = result.history[-1]
+    assert final["val_dice"] > 0.9, final
+    assert result.history[-1]["train_loss"] < 0.5 * result.history[0]["train_loss"]
+    for name in ("config.json", "metrics.csv", "curves.png", "state.pt", "last.bilayer.pt", "best.bilayer.pt"):
+        assert (tmp_path / "run" / name).is_file()
+    assert len(_rows(tmp_path / "run")) == 12
+    model = load_checkpoint(result.best)
+    assert model.info.network == TINY and model.info.voxel_size == 10.0 and model.info.training["epoch"] == 12
+
+
+def test_a_finished_run_is_not_trained_again_and_other_settings_are_refused(tmp_path):
+    config = TrainConfig(**FAST, epochs=1, steps_per_epoch=1, augment=None)
+    data = SyntheticPatches(SynthConfig(voxel_size=10.0), 2, 32, seed=1)
+    first = train(config, data, tmp_path, device="cpu")
+    stamp = first.last.stat().st_mtime_ns
+    again = train(config, data, tmp_path, device="cpu")
+    assert again.history == first.history and first.last.stat().st_mtime_ns == stamp
+    with pytest.raises(ConfigError, match="other settings.*learning_rate"):
+        train(config.but(learning_rate=0.5), data, tmp_path, device="cpu")
+
+
+def _cli_train(out: Path, settings: Path, epochs: int) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "bilayer", "train", "--synthetic", "4", "--synthetic-val", "0", "--out", str(out),
+            "--config", str(settings), "--epochs", str(epochs), "--device", "cpu"]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _settings(tmp_path: Path, **extra) -> Path:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({**FAST, "network": TINY.to_dict(), "steps_per_epoch": 3, **extra}))
+    return path
+
+
+def test_kill_and_resume_repeats_the_uninterrupted_run(tmp_path):
+    settings = _settings(tmp_path)
+    whole = _cli_train(tmp_path / "whole", settings, 3)
+    out, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
+    killed = _cli_train(tmp_path / "killed", settings, 3)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "killed" / "metrics.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    done = len(_rows(tmp_path / "killed"))
+    assert done < 3, "the run finished before it could be killed; make its epochs longer"
+    resumed = _cli_train(tmp_path / "killed", settings, 3)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    expected, got = _rows(tmp_path / "whole"), _rows(tmp_path / "killed")
+    assert [r["epoch"] for r in got] == ["1", "2", "3"]
+    for a, b in zip(expected, got):
+        assert a["train_loss"] == b["train_loss"] and a["learning_rate"] == b["learning_rate"]
+    assert not list((tmp_path / "killed").glob(".*part"))  # no torn files left by the kill
+
+
+@pytest.mark.timeout(600)
+def test_two_process_gloo_ddp_trains_and_saves_one_checkpoint(tmp_path):
+    settings = _settings(tmp_path, steps_per_epoch=2, num_workers=0)
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "bilayer",
+            "train", "--synthetic", "8", "--synthetic-val", "2", "--out", str(tmp_path / "ddp"), "--config",
+            str(settings), "--epochs", "2", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _rows(tmp_path / "ddp")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert [r["step"] for r in rows] == ["2", "4"]  # each process took 2 steps per epoch, counted once
+    assert float(rows[-1]["val_dice"]) >= 0.0
+    checkpoints = sorted(p.name for p in (tmp_path / "ddp").glob("*.bilayer.pt"))
+    assert checkpoints == ["best.bilayer.pt", "last.bilayer.pt"]
+    assert load_checkpoint(tmp_path / "ddp" / "last.bilayer.pt").info.network == TINY
+    assert done.stdout.count("epoch 2/2") == 1  # only rank 0 reports
+
+
+def test_finetuning_a_membrain_checkpoint_keeps_its_axes_and_feeds_the_predictor(tmp_path, membrain_tiny_ckpt):
+    initial = load_checkpoint(membrain_tiny_ckpt)
+    before = {k: v.clone() for k, v in initial.network.state_dict().items()}
+    config = TrainConfig(patch_size=64, batch_size=1, epochs=1, steps_per_epoch=2, num_workers=0, augment=None,
+                         learning_rate=1e-3, precision="float32")  # 64: its six levels need 2³ voxels at the bottom
+    data = SyntheticPatches(SynthConfig(voxel_size=10.0), 2, 64, seed=2)
+    result = train(config, data, tmp_path, init=initial, device="cpu")
+    tuned = load_checkpoint(result.last)
+    assert tuned.info.axis_order is AxisOrder.XYZ and tuned.info.network == initial.info.network
+    assert "finetune" in tuned.info.source
+    changed = [k for k, v in tuned.network.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed  # the weights moved
+    volume = Volume(np.random.default_rng(0).normal(size=(64, 64, 64)).astype(np.float32), 10.0)
+    predictor = Predictor.from_checkpoint(result.last, InferenceConfig(window=64, tta=False))
+    assert segment(volume, predictor).mask.data.shape == (64, 64, 64)
+
+
+def test_training_data_from_a_folder_without_validation_warns(tmp_path, caplog):
+    from bilayer.io import write_volume
+
+    for split in ("imagesTr", "labelsTr"):
+        (tmp_path / split).mkdir()
+    write_volume(tmp_path / "imagesTr" / "a_0000.mrc", np.ones((8, 8, 8), np.float32) * np.arange(8), voxel_size=10)
+    write_volume(tmp_path / "labelsTr" / "a.mrc", np.zeros((8, 8, 8), np.int8), voxel_size=10)
+    train_set, val_set = training_data(TrainConfig(**FAST, augment=None), tmp_path)
+    assert val_set is None and len(train_set) == 1 and "without validation" in caplog.text
+    assert train_set[0]["label"].shape == (1, 32, 32, 32)
