@@ -9,9 +9,11 @@ the same checkpoint, and prints per case: wall time and peak RSS of each, their 
 masks, max |score difference|, fraction of voxels whose score sign differs). Everything also
 goes to ``bench/results/<time>/results.json`` with every child's log beside it.
 
-Bilayer runs in one or more variants: ``default`` (its own defaults: overlap 0.25, precision
-auto, i.e. bfloat16 on CPUs with native support) and ``matched`` (MemBrain-seg's settings:
-overlap 0.5, float32), which should reproduce MemBrain-seg's scores to float32 rounding.
+Bilayer runs in one or more variants: ``default`` (its own defaults: MemBrain-seg's windows,
+overlap 0.5, precision auto, i.e. bfloat16 on CPUs with native support), ``matched``
+(MemBrain-seg's settings exactly: overlap 0.5, float32), which should reproduce MemBrain-seg's
+scores to float32 rounding, and ``fast`` (overlap 0.25: fewer windows, other answers where
+windows move).
 
     python bench/make_checkpoint.py                       # once: bench/.cache/membrain_bench.ckpt
     python bench/segment_vs_membrain.py --quick           # smoke test: 96×160×160, no TTA
@@ -61,6 +63,7 @@ INNER_TIME = {
 VARIANTS = {  # Bilayer variant -> (overlap, precision)
     "default": (None, None),  # the InferenceConfig defaults
     "matched": (MEMBRAIN_OVERLAP, "float32"),
+    "fast": (0.25, None),
 }
 
 
