@@ -36,7 +36,7 @@ def step(size: int, batch: int, steps: int) -> dict:
     config = TrainConfig(patch_size=size, batch_size=batch)
     network = build_network(NetworkConfig()).to(memory_format=CHANNELS_LAST).train()
     stepper = Stepper(network, MembraneLoss(config.loss), make_optimizer(network, config),
-                      autocast_dtype(config.precision, torch.device("cpu")))
+                      autocast_dtype(config.precision, torch.device("cpu")), compile=config.compile)
     gen = torch.Generator().manual_seed(1)
     image = torch.randn(batch, 1, size, size, size, generator=gen)
     label = torch.randint(0, 3, (batch, 1, size, size, size), generator=gen).float()
@@ -45,7 +45,7 @@ def step(size: int, batch: int, steps: int) -> dict:
         started = time.perf_counter()
         loss = stepper(image, label)
         times.append(time.perf_counter() - started)
-    return {"seconds": times, "loss": float(loss), "dtype": str(stepper.dtype)}
+    return {"seconds": times, "loss": float(loss), "dtype": str(stepper.dtype), "compile": config.compile}
 
 
 def metrics(path: str) -> dict:

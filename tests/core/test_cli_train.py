@@ -27,7 +27,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def _settings(tmp_path, **extra) -> str:
     path = tmp_path / "settings.yaml"
     lines = ["network:", "  filters: [8, 16, 32, 64]", "  strides: [1, 2, 2, 2]", "patch_size: 32",
-             "num_workers: 0", "precision: float32"] + [f"{k}: {v}" for k, v in extra.items()]
+             "num_workers: 0", "precision: float32", "compile: false"] + [f"{k}: {v}" for k, v in extra.items()]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
 
@@ -81,7 +81,8 @@ def test_finetune_continues_a_bilayer_checkpoint(tmp_path, capsys):
                        "--config", settings, "--epochs", "1", "--device", "cpu")
     assert code == 0, err
     tuned_settings = tmp_path / "tune.json"
-    tuned_settings.write_text(json.dumps({"patch_size": 32, "num_workers": 0, "steps_per_epoch": 1}))
+    tuned_settings.write_text(json.dumps({"patch_size": 32, "num_workers": 0, "steps_per_epoch": 1,
+                                          "compile": False}))
     code, out, err = run(capsys, "finetune", "--synthetic", "2", "--synthetic-val", "0", "--model",
                          tmp_path / "base" / "last.bilayer.pt", "--out", tmp_path / "tuned", "--config",
                          tuned_settings, "--epochs", "1", "--device", "cpu")

@@ -25,7 +25,7 @@ from bilayer.model import AxisOrder, NetworkConfig, load_checkpoint
 from bilayer.train import TrainConfig, train
 
 TINY = NetworkConfig(filters=(8, 16, 32, 64), strides=(1, 2, 2, 2))
-FAST = dict(network=TINY, patch_size=32, batch_size=2, num_workers=0, precision="float32")
+FAST = dict(network=TINY, patch_size=32, batch_size=2, num_workers=0, precision="float32", compile=False)
 
 
 def _rows(folder: Path) -> list[dict[str, str]]:
@@ -117,7 +117,7 @@ def test_finetuning_a_membrain_checkpoint_keeps_its_axes_and_feeds_the_predictor
     initial = load_checkpoint(membrain_tiny_ckpt)
     before = {k: v.clone() for k, v in initial.network.state_dict().items()}
     config = TrainConfig(patch_size=64, batch_size=1, epochs=1, steps_per_epoch=2, num_workers=0, augment=None,
-                         learning_rate=1e-3, precision="float32")  # 64: its six levels need 2³ voxels at the bottom
+                         learning_rate=1e-3, precision="float32", compile=False)  # 64: its six levels need 2³ voxels at the bottom
     data = SyntheticPatches(SynthConfig(voxel_size=10.0), 2, 64, seed=2)
     result = train(config, data, tmp_path, init=initial, device="cpu")
     tuned = load_checkpoint(result.last)
@@ -140,3 +140,40 @@ def test_training_data_from_a_folder_without_validation_warns(tmp_path, caplog):
     train_set, val_set = training_data(TrainConfig(**FAST, augment=None), tmp_path)
     assert val_set is None and len(train_set) == 1 and "without validation" in caplog.text
     assert train_set[0]["label"].shape == (1, 32, 32, 32)
+
+
+def _stepper(compile: bool, seed: int = 0):
+    from bilayer.losses import LossConfig, MembraneLoss
+    from bilayer.model import build_network
+    from bilayer.train.step import Stepper, make_optimizer
+
+    torch.manual_seed(seed)
+    network = build_network(TINY).train()
+    config = TrainConfig(**FAST)
+    return Stepper(network, MembraneLoss(LossConfig()), make_optimizer(network, config), compile=compile), network
+
+
+def test_compiled_steps_follow_the_eager_ones():
+    batch = SyntheticPatches(SynthConfig(voxel_size=10.0), 2, 32, seed=3, fixed=True)
+    image = torch.stack([batch[i]["image"] for i in range(2)])
+    label = torch.stack([batch[i]["label"] for i in range(2)])
+    (eager, _), (compiled, _) = _stepper(False), _stepper(True)
+    eager_losses = [float(eager(image, label)) for _ in range(3)]
+    compiled_losses = [float(compiled(image, label)) for _ in range(3)]
+    assert compiled._forward is not compiled.model  # it really ran compiled
+    np.testing.assert_allclose(compiled_losses, eager_losses, rtol=2e-3)
+    assert eager_losses[-1] < eager_losses[0]
+
+
+def test_a_failing_compile_falls_back_to_eager_steps(monkeypatch, caplog):
+    def broken(model):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler here")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    stepper, network = _stepper(True)
+    image, label = torch.randn(2, 1, 32, 32, 32), torch.randint(0, 2, (2, 1, 32, 32, 32)).float()
+    loss = stepper(image, label)
+    assert torch.isfinite(loss) and stepper._forward is network
+    assert "torch.compile failed" in caplog.text and "no C++ compiler" in caplog.text

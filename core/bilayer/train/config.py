@@ -59,6 +59,8 @@ class TrainConfig:
         augment: augmentation probabilities and ranges; ``None`` trains on plain crops.
         loss: loss weights, Surface-Dice and deep-supervision settings.
         clip_grad_norm: largest gradient norm (0: no clipping, as MemBrain-seg).
+        compile: run the network through ``torch.compile`` (about 1.8× faster steps after a
+            compilation of a minute or two; falls back to eager mode if compiling fails).
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -78,8 +80,11 @@ class TrainConfig:
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     clip_grad_norm: float = 0.0
+    compile: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"training compile={self.compile!r} must be true or false")
         for name in ("patch_size", "batch_size", "epochs", "validate_every"):
             _check_int(name, getattr(self, name), low=1)
         for name in ("steps_per_epoch", "num_workers", "seed"):

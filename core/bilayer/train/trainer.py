@@ -118,7 +118,8 @@ class _Run:
             ids = [cluster.device.index] if cluster.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.network, device_ids=ids)
         self.loss_fn = MembraneLoss(config.loss)
-        self.stepper = Stepper(self.model, self.loss_fn, self.optimizer, self.dtype, config.clip_grad_norm)
+        self.stepper = Stepper(self.model, self.loss_fn, self.optimizer, self.dtype, config.clip_grad_norm,
+                               config.compile)
         self.state = self._start(resume)
 
     # ------------------------------------------------------------------ the loop
