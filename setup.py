@@ -28,6 +28,7 @@ setup(
         *find_packages(where="relion_external", include=["bilayer_relion", "bilayer_relion.*"]),
     ],
     include_package_data=True,
+    package_data={"bilayer": ["model/weights/*.bilayer.pt"]},  # the embedded default model
     install_requires=[
         # torch: a range, so a GPU user gets the build for their machine; on a CPU-only
         # machine install `torch==<version>` first or in the same pip command.
@@ -49,7 +50,11 @@ setup(
         "dev": ["pytest>=7", "pytest-timeout>=2.1"],
     },
     entry_points={
-        "console_scripts": ["bilayer = bilayer.cli:main"],
+        "console_scripts": [
+            "bilayer = bilayer.cli:main",
+            "bilayer-relion-segment = bilayer_relion.segment_job:main",
+            "bilayer-relion-train = bilayer_relion.train_job:main",
+        ],
         "pyworkflow.plugin": ["bilayer_scipion = bilayer_scipion"],
     },
     classifiers=[

@@ -19,7 +19,7 @@ __all__ = ["segment"]
 
 def segment(
     tomogram: Volume | np.ndarray | str | os.PathLike,
-    model: "Predictor | LoadedModel | str | os.PathLike",
+    model: "Predictor | LoadedModel | str | os.PathLike | None" = None,
     *,
     voxel_size: float | Sequence[float] | None = None,
     config: "InferenceConfig | None" = None,
@@ -31,8 +31,9 @@ def segment(
     Args:
         tomogram: a :class:`Volume`, a (z, y, x) array (then ``voxel_size`` is required), or
             an MRC path (read memory-mapped; ``voxel_size`` replaces the header's).
-        model: a ready :class:`Predictor` (reuse it for many tomograms), a loaded model, or a
-            checkpoint path (Bilayer's or MemBrain-seg's ``.ckpt``).
+        model: a ready :class:`Predictor` (reuse it for many tomograms), a loaded model, a
+            checkpoint path (Bilayer's or MemBrain-seg's ``.ckpt``), or ``None`` for the
+            embedded default model.
         config: windows, TTA, precision and threshold (ignored when ``model`` is a Predictor).
         outputs: which extra results to keep (scores, components, skeleton).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``... (ignored when ``model`` is a Predictor).

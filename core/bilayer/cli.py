@@ -180,7 +180,8 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Folder for <stem>_seg.mrc and the other outputs.")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
-              help="Checkpoint: Bilayer's own, or a MemBrain-seg .ckpt (imported safely, no code runs).")
+              help="Checkpoint: Bilayer's own, or a MemBrain-seg .ckpt (imported safely, no code runs). "
+                   "[default: the embedded default model]")
 @click.option("--tta/--no-tta", default=_INFER.tta, show_default=True,
               help="Average the 8 mirrored copies of every window (8x slower, slightly better).")
 @click.option("--window", type=click.IntRange(min=32), default=_INFER.window, show_default=True,
@@ -215,8 +216,6 @@ def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None,
     from bilayer.infer.predictor import Predictor
     from bilayer.io import ensure_output_dir
 
-    if model_path is None:
-        raise click.UsageError("give a model with --model PATH (the embedded default model is not shipped yet)")
     config = InferenceConfig(window=window, overlap=overlap, tta=tta, batch_size=batch_size,
                              precision=precision, threshold=threshold)
     outputs = OutputOptions(scores=scores, components=components, min_size=min_size, skeleton=skeleton,

@@ -273,9 +273,16 @@ def test_segment_refuses_a_checkpoint_that_would_run_code(tmp_path, capsys):
     assert not (tmp_path / "o" / "t_seg.mrc").exists()
 
 
-def test_segment_without_a_model_says_how_to_give_one(tmp_path, capsys):
-    code, _, err = run(capsys, "segment", str(_tomogram(tmp_path, "t.mrc")))
-    assert code == 2 and "--model" in err
+def test_segment_without_a_model_uses_the_default_or_says_how_to_give_one(tmp_path, capsys):
+    from bilayer.model import default_model_path
+
+    code, out, err = run(capsys, "segment", str(_tomogram(tmp_path, "t.mrc")), "--out", str(tmp_path), "--no-tta")
+    try:
+        default_model_path()
+    except bilayer.errors.InputFileError:
+        assert code == 2 and "--model" in err and "default model" in err
+    else:
+        assert code == 0 and (tmp_path / "t_seg.mrc").is_file(), err
 
 
 def test_components_and_skeletonize_commands(tmp_path, capsys):

@@ -30,6 +30,7 @@ from bilayer.io.volume import Volume
 from bilayer.model.checkpoint import LoadedModel, read_checkpoint
 from bilayer.model.info import ModelInfo
 from bilayer.model.lean import LeanUNet
+from bilayer.model.zoo import default_model_path
 from bilayer.preprocess.normalise import standardisation
 from bilayer.preprocess.pixel_size import rescaled_window_size, with_rescaling
 
@@ -69,11 +70,13 @@ class Predictor:
                                  slab_bytes=_SLAB_BYTES.get(self.device.type, _SLAB_BYTES["cuda"]))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, config: InferenceConfig | None = None,
+    def from_checkpoint(cls, path: str | Path | None = None, config: InferenceConfig | None = None,
                         device: str | torch.device | None = None) -> "Predictor":
-        """Load a checkpoint (Bilayer's or MemBrain-seg's) once, for any number of tomograms."""
+        """Load a checkpoint (Bilayer's or MemBrain-seg's; ``None``: the embedded default model)
+        once, for any number of tomograms."""
+        path = default_model_path() if path is None else Path(path)
         info, state = read_checkpoint(path)
-        return cls(info, state, config, device, Path(path))
+        return cls(info, state, config, device, path)
 
     @classmethod
     def from_model(cls, model: LoadedModel, config: InferenceConfig | None = None,

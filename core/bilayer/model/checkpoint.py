@@ -43,6 +43,7 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "save_checkpoint",
+    "write_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,18 @@ def save_checkpoint(path: str | os.PathLike, network: nn.Module, info: ModelInfo
     """
     if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         network = network.module
-    return _write(path, info, _cpu_state_dict(network), overwrite=overwrite)
+    return write_checkpoint(path, info, _cpu_state_dict(network), overwrite=overwrite)
 
 
-def _write(path: str | os.PathLike, info: ModelInfo, state: dict[str, torch.Tensor], *, overwrite: bool) -> Path:
-    """Write ``state`` (CPU tensors) and ``info`` atomically as a Bilayer checkpoint."""
+def write_checkpoint(path: str | os.PathLike, info: ModelInfo, state: dict[str, torch.Tensor], *,
+                     overwrite: bool = False) -> Path:
+    """Write weights (CPU tensors, any float dtype, e.g. float16 to halve the file) and ``info``
+    atomically as a Bilayer checkpoint.
+
+    Raises:
+        ConfigError: the weights do not fit ``info.network``.
+        OutputError: ``path`` exists (and ``overwrite`` is false) or cannot be written.
+    """
     try:
         check_state_dict(info.network, state)
     except ConfigError as e:
@@ -185,7 +193,7 @@ def import_membrain_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *
     payload = _read(src)
     if not _is_lightning(payload):
         raise InputFileError(f"{src} is not a MemBrain-seg Lightning checkpoint; give the .ckpt its training wrote")
-    return _write(dst, *_parse_membrain(src, payload), overwrite=overwrite)
+    return write_checkpoint(dst, *_parse_membrain(src, payload), overwrite=overwrite)
 
 
 def _read(path: Path) -> Any:

@@ -1,0 +1,42 @@
+"""Store a trained checkpoint as the embedded default model (float16 weights, inside the package).
+
+    python scripts/export_default_model.py runs/default/best.bilayer.pt
+
+writes ``core/bilayer/model/weights/bilayer_default.bilayer.pt``: all weights (deep-supervision
+heads too, so ``bilayer finetune`` can start from it) in float16, which halves the file
+(inference casts them to its own precision), and the model info with ``source`` set to the
+default model's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from bilayer.model import read_checkpoint, write_checkpoint
+from bilayer.model.zoo import DEFAULT_MODEL_FILE
+
+TARGET = Path(__file__).resolve().parents[1] / "core" / "bilayer" / "model" / DEFAULT_MODEL_FILE
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", type=Path, help="the trained checkpoint (e.g. runs/default/best.bilayer.pt)")
+    p.add_argument("--name", default="bilayer default model v1", help="the model's name in its info")
+    p.add_argument("--out", type=Path, default=TARGET, help=f"where to write (default: {TARGET})")
+    args = p.parse_args(argv)
+    info, state = read_checkpoint(args.checkpoint)
+    half = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
+    info = dataclasses.replace(info, source=args.name, training={**info.training, "exported_from": args.checkpoint.name})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(args.out, info, half, overwrite=True)
+    print(f"{args.out}: {args.out.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
