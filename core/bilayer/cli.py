@@ -20,7 +20,7 @@ import numpy as np
 
 from bilayer._version import __version__
 from bilayer.errors import BilayerError
-from bilayer.infer.config import InferenceConfig, Precision
+from bilayer.infer.config import InferenceConfig, Precision, TtaGrid
 from bilayer.io import write_volume
 
 __all__ = ["main", "cli"]
@@ -184,6 +184,9 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
                    "[default: the embedded default model]")
 @click.option("--tta/--no-tta", default=_INFER.tta, show_default=True,
               help="Average the 8 mirrored copies of every window (8x slower, slightly better).")
+@click.option("--tta-grid", type=click.Choice([g.value for g in TtaGrid]), default=_INFER.tta_grid.value,
+              show_default=True, help="membrain: MemBrain-seg's mirrored windows (its exact scores); window: mirror "
+              "each window in place (one pass always).")
 @click.option("--window", type=click.IntRange(min=32), default=_INFER.window, show_default=True,
               help="Window edge in the model's voxels, a multiple of 32.")
 @click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=_INFER.overlap, show_default=True,
@@ -203,8 +206,8 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
               help="Windows per forward pass (more is faster on a large GPU).")
 @click.option("--preview/--no-preview", default=True, show_default=True, help="Write <stem>_preview.png.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None, tta: bool, window: int,
-            overlap: float, voxel_size: float | None, threshold: float, scores: bool, components: bool,
+def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None, tta: bool, tta_grid: str,
+            window: int, overlap: float, voxel_size: float | None, threshold: float, scores: bool, components: bool,
             min_size: int, skeleton: bool, device: str, precision: str, batch_size: int, preview: bool,
             overwrite: bool) -> int:
     """Segment membranes in tomograms: writes <stem>_seg.mrc (int8 0/1) per input.
@@ -216,7 +219,7 @@ def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None,
     from bilayer.infer.predictor import Predictor
     from bilayer.io import ensure_output_dir
 
-    config = InferenceConfig(window=window, overlap=overlap, tta=tta, batch_size=batch_size,
+    config = InferenceConfig(window=window, overlap=overlap, tta=tta, tta_grid=tta_grid, batch_size=batch_size,
                              precision=precision, threshold=threshold)
     outputs = OutputOptions(scores=scores, components=components, min_size=min_size, skeleton=skeleton,
                             preview=preview)

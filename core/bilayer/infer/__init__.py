@@ -13,6 +13,9 @@ from typing import Any
 _HOMES = {
     "InferenceConfig": "config",
     "Precision": "config",
+    "TtaGrid": "config",
+    "PassAccumulator": "passes",
+    "mirror_symmetric": "sliding",
     "EmitFn": "sliding",
     "PredictFn": "sliding",
     "ProgressFn": "sliding",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bilayer.errors import ConfigError
 
-__all__ = ["InferenceConfig", "Precision"]
+__all__ = ["InferenceConfig", "Precision", "TtaGrid"]
 
 _WINDOW_MULTIPLE = 32  # five 2× down-samplings in the U-Net
 
@@ -27,6 +27,18 @@ class Precision(str, enum.Enum):
     """GPU only."""
 
 
+class TtaGrid(str, enum.Enum):
+    """Where the windows of mirrored copies go in test-time augmentation."""
+
+    MEMBRAIN = "membrain"
+    """As MemBrain-seg: the tomogram is mirrored, then windows are placed on it, so its scores
+    are reproduced exactly. Where the window grid is its own mirror image this is one pass with
+    each window mirrored; elsewhere eight passes averaged through a temporary file."""
+    WINDOW = "window"
+    """As nnU-Net: each window is mirrored in place; one pass always, slightly different scores
+    where the grid is not symmetric."""
+
+
 @dataclass(frozen=True)
 class InferenceConfig:
     """How a tomogram is cut into windows and predicted.
@@ -34,7 +46,8 @@ class InferenceConfig:
     Attributes:
         window: window edge in the model's voxels, a multiple of 32 (MemBrain-seg: 160).
         overlap: fraction of a window shared with its neighbours (MemBrain-seg: 0.5).
-        tta: average the 8 mirrored copies of every window (MemBrain-seg's default).
+        tta: average 8 mirrored copies (MemBrain-seg's default).
+        tta_grid: where the mirrored copies' windows go (:class:`TtaGrid`).
         batch_size: windows (or mirrored copies) per forward pass.
         precision: arithmetic of the forward pass.
         threshold: a voxel is membrane where its score (the network's logit) exceeds this.
@@ -46,6 +59,7 @@ class InferenceConfig:
     window: int = 160
     overlap: float = 0.5
     tta: bool = True
+    tta_grid: TtaGrid = TtaGrid.MEMBRAIN
     batch_size: int = 1
     precision: Precision = Precision.AUTO
     threshold: float = 0.0
@@ -61,8 +75,9 @@ class InferenceConfig:
             raise ConfigError(f"batch_size {self.batch_size} must be at least 1")
         if not math.isfinite(self.threshold):
             raise ConfigError(f"threshold {self.threshold} must be a finite number")
-        try:
-            object.__setattr__(self, "precision", Precision(self.precision))
-        except ValueError as e:
-            valid = ", ".join(p.value for p in Precision)
-            raise ConfigError(f"precision {self.precision!r} is not one of {valid}") from e
+        for name, choice in (("precision", Precision), ("tta_grid", TtaGrid)):
+            try:
+                object.__setattr__(self, name, choice(getattr(self, name)))
+            except ValueError as e:
+                valid = ", ".join(p.value for p in choice)
+                raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {valid}") from e

@@ -14,6 +14,7 @@ full-resolution feature maps per window), in bfloat16 where the processor has na
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,9 +24,10 @@ import torch
 
 from bilayer.device import cpu_has_native_bfloat16, resolve_device
 from bilayer.errors import ConfigError
-from bilayer.infer.config import InferenceConfig, Precision
-from bilayer.infer.sliding import EmitFn, ProgressFn, blend_windows
-from bilayer.infer.tta import with_mirroring
+from bilayer.infer.config import InferenceConfig, Precision, TtaGrid
+from bilayer.infer.passes import PassAccumulator
+from bilayer.infer.sliding import EmitFn, ProgressFn, blend_windows, mirror_symmetric
+from bilayer.infer.tta import MIRROR_AXES, with_mirroring
 from bilayer.io.volume import Volume
 from bilayer.model.checkpoint import LoadedModel, read_checkpoint
 from bilayer.model.info import ModelInfo
@@ -99,11 +101,18 @@ class Predictor:
         name = str(volume.path) if volume.path else "the tomogram"
         norm = standardisation(volume.data, name=name)
         roi, predict_fn = self._window_plan(volume.isotropic_voxel_size)
-        if self.config.tta:
-            predict_fn = with_mirroring(predict_fn, max_batch=self.config.batch_size)
-        batch = 1 if self.config.tta else self.config.batch_size
-        blend_windows(volume.data, predict_fn, emit=emit, roi=(roi,) * 3, overlap=self.config.overlap,
-                      batch_size=batch, normalise=(norm.offset, norm.scale), progress=progress)
+        blend = functools.partial(blend_windows, volume.data, roi=(roi,) * 3, overlap=self.config.overlap,
+                                  normalise=(norm.offset, norm.scale))
+        config = self.config
+        if not config.tta:
+            blend(predict_fn, emit=emit, batch_size=config.batch_size, progress=progress)
+        elif config.tta_grid is TtaGrid.WINDOW or mirror_symmetric(volume.shape, (roi,) * 3, config.overlap):
+            blend(with_mirroring(predict_fn, max_batch=config.batch_size), emit=emit, batch_size=1, progress=progress)
+        else:  # MemBrain-seg's windows on each mirrored tomogram: one pass per mirroring, averaged
+            with PassAccumulator(volume.shape, len(MIRROR_AXES), emit) as passes:
+                for index, axes in enumerate(MIRROR_AXES):
+                    blend(with_mirroring(predict_fn, (axes,)), emit=passes.emitter(index), grid_mirror=axes,
+                          batch_size=config.batch_size, progress=_pass_progress(progress, index, len(MIRROR_AXES)))
 
     def _window_plan(self, voxel_size: float) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
         """The window size in the tomogram's voxels and the function predicting such windows."""
@@ -125,6 +134,13 @@ class Predictor:
         if self.info.axis_order == "xyz":
             out = out.permute(0, 1, 4, 3, 2)
         return out.float().cpu().contiguous()
+
+
+def _pass_progress(progress: ProgressFn | None, index: int, passes: int) -> ProgressFn | None:
+    """Progress of pass ``index`` reported as progress over all passes."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(index * total + done, passes * total)
 
 
 def _compute_dtype(precision: Precision, device: torch.device) -> torch.dtype:

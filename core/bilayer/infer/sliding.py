@@ -17,6 +17,7 @@ import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 from bilayer.errors import ConfigError
 
 __all__ = ["EmitFn", "PredictFn", "ProgressFn", "SlabCollector", "blend_windows", "gaussian_weights",
-           "slab_buffer_bytes", "window_starts"]
+           "mirror_symmetric", "slab_buffer_bytes", "window_starts"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,16 @@ def window_starts(size: int, roi: int, overlap: float) -> tuple[int, ...]:
     step = _scan_interval(padded, roi, overlap)
     count = math.ceil((padded - roi) / step) + 1
     return tuple(min(i * step, padded - roi) for i in range(count))
+
+
+def mirror_symmetric(shape: Sequence[int], roi: Sequence[int], overlap: float, axes: Sequence[int] = (0, 1, 2)) -> bool:
+    """True if the window grid over ``shape`` is its own mirror image along ``axes``.
+
+    Then mirroring each window (per-window test-time augmentation) equals mirroring the whole
+    tomogram before placing windows (MemBrain-seg's), and one pass gives MemBrain-seg's scores.
+    """
+    volume = SimpleNamespace(shape=tuple(int(n) for n in shape))  # planning needs only the shape
+    return _Grid.plan(volume, roi, overlap, tuple(axes)).starts == _Grid.plan(volume, roi, overlap, ()).starts
 
 
 def gaussian_weights(roi: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
