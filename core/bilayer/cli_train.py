@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -72,7 +71,7 @@ def _training_options(command: Callable) -> Callable:
 def train(dataset: Path | None, **options: Any) -> None:
     """Train a membrane model on DATASET (imagesTr/, labelsTr/, imagesVal/, labelsVal/) or on
     synthetic patches (--synthetic N)."""
-    _run_training(dataset, None, {}, options)
+    _run_training(dataset, None, options)
 
 
 @click.command()
@@ -83,38 +82,26 @@ def train(dataset: Path | None, **options: Any) -> None:
 def finetune(dataset: Path | None, model_path: Path, **options: Any) -> None:
     """Fine-tune a model (Bilayer's or MemBrain-seg's) on DATASET or synthetic patches;
     MemBrain-seg's fine-tuning defaults: learning rate 1e-5, 100 epochs."""
-    from bilayer.train.config import FINETUNE_DEFAULTS
-
-    _run_training(dataset, model_path, FINETUNE_DEFAULTS, options)
+    _run_training(dataset, model_path, options)
 
 
-def _run_training(dataset: Path | None, model_path: Path | None, defaults: dict[str, Any],
-                  options: dict[str, Any]) -> None:
+def _run_training(dataset: Path | None, model_path: Path | None, options: dict[str, Any]) -> None:
     from bilayer.data import training_data
     from bilayer.model import load_checkpoint
-    from bilayer.train import TrainConfig
+    from bilayer.train import read_settings, training_config
     from bilayer.train import train as run
 
     if dataset is None and options["synthetic"] is None:
         raise click.UsageError("give a DATASET folder or --synthetic N")
     if dataset is not None and options["synthetic"] is not None:
         raise click.UsageError("give either a DATASET folder or --synthetic N, not both")
-    values = {**defaults, **_read_settings(options["config_path"])}
-    for key in ("epochs", "steps_per_epoch", "batch_size", "patch_size", "learning_rate", "voxel_size",
-                "validate_every", "num_workers", "precision", "seed"):
-        if options[key] is not None:
-            values[key] = options[key]
-    if not options["augment"]:
-        values["augment"] = None
-    if options["compile_network"] is not None:
-        values["compile"] = options["compile_network"]
-    if options["surface_dice"] is not None:
-        values["loss"] = {**values.get("loss", {}), "surface_dice": options["surface_dice"]}
     init = load_checkpoint(model_path) if model_path is not None else None
-    if init is not None and "network" in values:
-        raise ConfigError("--config sets a network, but fine-tuning keeps the checkpoint's; remove 'network'")
-    config = TrainConfig.from_dict(values)
-    synth = _read_settings(options["synth_config"]) if options["synth_config"] else {}
+    fields = ("epochs", "steps_per_epoch", "batch_size", "patch_size", "learning_rate", "voxel_size",
+              "validate_every", "num_workers", "precision", "seed")
+    config = training_config(options["config_path"], finetune=init is not None, augment=options["augment"],
+                             surface_dice=options["surface_dice"], compile=options["compile_network"],
+                             **{k: options[k] for k in fields})
+    synth = read_settings(options["synth_config"])
     train_data, val_data = training_data(config, dataset, synthetic=options["synthetic"],
                                          synthetic_val=options["synthetic_val"], synth_settings=synth)
 
@@ -126,25 +113,6 @@ def _run_training(dataset: Path | None, model_path: Path | None, defaults: dict[
     result = run(config, train_data, options["out_dir"], val_data=val_data, init=init, device=options["device"],
                  resume=not options["restart"], on_epoch=report)
     click.echo(f"best: {result.best}\nlast: {result.last}\nmetrics: {result.folder / 'metrics.csv'}")
-
-
-def _read_settings(path: Path | None) -> dict[str, Any]:
-    """A JSON or YAML mapping of settings, or {} without a file."""
-    if path is None:
-        return {}
-    text = path.read_text()
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-    except Exception as e:  # json and yaml both raise their own error types
-        raise ConfigError(f"cannot read settings from {path}: {e}; give a JSON or YAML mapping") from e
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings (key: value)")
-    return values
 
 
 @click.command()

@@ -130,9 +130,12 @@ def test_finetuning_a_membrain_checkpoint_keeps_its_axes_and_feeds_the_predictor
     assert segment(volume, predictor).mask.data.shape == (64, 64, 64)
 
 
-def test_training_data_from_a_folder_without_validation_warns(tmp_path, caplog):
+def test_training_data_from_a_folder_without_validation_says_so(tmp_path, caplog):
+    import logging
+
     from bilayer.io import write_volume
 
+    caplog.set_level(logging.INFO, logger="bilayer")
     for split in ("imagesTr", "labelsTr"):
         (tmp_path / split).mkdir()
     write_volume(tmp_path / "imagesTr" / "a_0000.mrc", np.ones((8, 8, 8), np.float32) * np.arange(8), voxel_size=10)

@@ -47,7 +47,7 @@ def training_data(config: Any, dataset: str | Path | None, *, synthetic: int | N
     root = Path(dataset)  # type: ignore[arg-type]
     train = FolderPatches(find_pairs(root, Split.TRAIN), config.patch_size, transform=transform, seed=config.seed)
     if not any((root / name).exists() for name in Split.VAL.folders):
-        log.warning("%s has no imagesVal/ and labelsVal/: training without validation", root)
+        log.info("%s has no imagesVal/ and labelsVal/: training without validation", root)
         return train, None
     val = FolderPatches(find_pairs(root, Split.VAL), config.patch_size, seed=config.seed, random_crop=False)
     return train, val

@@ -1,0 +1,214 @@
+"""``bilayer-relion-segment``: membrane segmentation as a RELION External job.
+
+For each tomogram of the list given with ``--in_mics`` it writes ``<stem>_seg.mrc`` (int8 0/1,
+with the voxel size from the STAR file) and, on request, scores, components, skeleton and a
+preview, into the job folder, below the input's own folders as RELION's jobs do
+(``Tomograms/job007/tomograms/rec_TS_01.mrc`` → ``External/job012/tomograms/rec_TS_01_seg.mrc``).
+It then writes the input STAR file again with columns naming the outputs
+(:data:`~bilayer_relion.star.MEMBRANE_COLUMNS`), and the output nodes: that STAR file and every
+mask. A tomogram whose outputs are all there is skipped, so continuing a killed or aborted job
+does the rest; one that fails is reported and the others go on (the job then ends FAILURE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from bilayer.errors import BilayerError, ConfigError, InputFileError
+from bilayer.infer.config import InferenceConfig, Precision
+from bilayer.infer.pipeline import OutputOptions, output_paths
+from bilayer.io import atomic_open
+from bilayer_relion._job import Job, JobFailed, JobParser, Node, NodeType, device_from_gpu, run_program, yes_no
+from bilayer_relion.star import AUTO, MEMBRANE_COLUMNS, ListKind, Tomogram, TomogramList, read_tomogram_list, star_text
+
+__all__ = ["PROG", "SETTINGS_FILE", "build_parser", "main", "run"]
+
+PROG = "bilayer-relion-segment"
+#: The settings a job's outputs were made with; a continued job must use the same.
+SETTINGS_FILE = "bilayer_segment.json"
+_INFER = InferenceConfig()
+_OUTPUTS = OutputOptions()
+_JOB_FOLDER = re.compile(r"job\d+")  # RELION's <JobType>/jobNNN/ output folders
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One tomogram and where its outputs go."""
+
+    tomogram: Tomogram
+    folder: Path
+    outputs: dict[str, Path]
+
+    @property
+    def finished(self) -> bool:
+        return all(p.is_file() for p in self.outputs.values())
+
+
+def build_parser() -> JobParser:
+    """The job's arguments: RELION's, and the parameters (``--<label> <value>``)."""
+    p = JobParser(PROG, "Segment membranes in tomograms (MemBrain v2 method) as a RELION External job.")
+    p.add_option("model", metavar="CHECKPOINT", help="Bilayer checkpoint or MemBrain-seg .ckpt (read safely). "
+                 "[default: the embedded default model]")
+    p.add_option("threshold", kind=float, help="Membrane where the network's score (a logit) exceeds this; "
+                 f"higher gives thinner masks. [default: {_INFER.threshold:g}]")
+    p.add_option("tta", kind=yes_no, help="Average the 8 mirrored copies of every window (8x slower, slightly "
+                 f"better). [default: {_yes(_INFER.tta)}]")
+    p.add_option("window", kind=int, help="Window edge in the model's voxels, a multiple of 32. "
+                 f"[default: {_INFER.window}]")
+    p.add_option("overlap", kind=float, help="Fraction of a window shared with its neighbours. "
+                 f"[default: {_INFER.overlap:g}]")
+    p.add_option("scores", kind=yes_no, help="Also write <stem>_scores.mrc (float32 logits). "
+                 f"[default: {_yes(_OUTPUTS.scores)}]")
+    p.add_option("components", kind=yes_no, help="Also write <stem>_components.mrc (connected membranes, 1 = "
+                 f"largest). [default: {_yes(_OUTPUTS.components)}]")
+    p.add_option("min_size", kind=int, help="With components: drop membranes smaller than this many voxels. "
+                 f"[default: {_OUTPUTS.min_size}]")
+    p.add_option("skeleton", kind=yes_no, help="Also write <stem>_skeleton.mrc (one-voxel surface skeleton). "
+                 f"[default: {_yes(_OUTPUTS.skeleton)}]")
+    p.add_option("preview", kind=yes_no, help=f"Write <stem>_preview.png. [default: {_yes(_OUTPUTS.preview)}]")
+    p.add_option("gpu", metavar="ID", help="GPU to use (e.g. 0), or cpu. [default: the first GPU if any, else the CPU]")
+    p.add_option("precision", help=f"Arithmetic of the network: {', '.join(x.value for x in Precision)}. "
+                 f"[default: {_INFER.precision.value}]")
+    p.add_option("batch_size", kind=int, help=f"Windows per forward pass. [default: {_INFER.batch_size}]")
+    p.add_option("tomogram_column", metavar="LABEL", help="STAR column naming the tomograms, e.g. "
+                 f"rlnTomoReconstructedTomogramDenoised. [default: {AUTO}: the reconstructed tomogram]")
+    p.add_option("voxel_size", kind=float, metavar="A", help="Voxel size in Å for every tomogram, replacing the "
+                 "STAR file's. [default: from the STAR file, else the MRC header]")
+    return p
+
+
+def run(args: argparse.Namespace, job: Job) -> list[Node]:
+    """Segment every tomogram of ``args.in_mics`` not done yet; returns the output nodes.
+
+    Raises:
+        BilayerError: a bad list, option or model; JobFailed when tomograms failed.
+    """
+    if not args.in_mics:
+        raise ConfigError("give the tomograms with --in_mics STAR (RELION: 'Input micrographs' on the I/O tab)")
+    config = InferenceConfig(
+        window=_pick(args.window, _INFER.window), overlap=_pick(args.overlap, _INFER.overlap),
+        tta=_pick(args.tta, _INFER.tta), batch_size=_pick(args.batch_size, _INFER.batch_size),
+        precision=_pick(args.precision, _INFER.precision), threshold=_pick(args.threshold, _INFER.threshold))
+    outputs = OutputOptions(
+        scores=_pick(args.scores, _OUTPUTS.scores), components=_pick(args.components, _OUTPUTS.components),
+        min_size=_pick(args.min_size, _OUTPUTS.min_size), skeleton=_pick(args.skeleton, _OUTPUTS.skeleton),
+        preview=_pick(args.preview, _OUTPUTS.preview))
+    tomograms = read_tomogram_list(args.in_mics, column=args.tomogram_column or AUTO, voxel_size=args.voxel_size)
+    items = _plan(tomograms, job.folder, outputs)
+    made = any(path.exists() for item in items for path in item.outputs.values())
+    _keep_settings(job.folder, made, {"model": args.model or "default", "tomogram_column": tomograms.column,
+                                      "voxel_size": args.voxel_size, "outputs": asdict(outputs),
+                                      "inference": {k: v for k, v in asdict(config).items() if k != "batch_size"}})
+    todo = [item for item in items if not item.finished]
+    print(f"{len(items)} tomogram(s) in {tomograms.source} ({tomograms.kind.value}, column {tomograms.column}); "
+          f"{len(items) - len(todo)} finished before, {len(todo)} to do")
+    _segment(todo, config, outputs, args, job)
+    star = job.folder / tomograms.source.name
+    columns = {MEMBRANE_COLUMNS[kind]: [str(item.outputs[kind]) for item in items] for kind in items[0].outputs}
+    with atomic_open(star, overwrite=True, protect=[tomograms.source]) as f:
+        f.write(star_text(tomograms.with_columns(columns), tomograms.version).encode())
+    print(f"wrote {star}")
+    star_type = NodeType.TOMOGRAM_SET if tomograms.kind is ListKind.TOMOGRAM_SET else NodeType.MICROGRAPH_SET
+    return [Node(star, star_type), *(Node(item.outputs["mask"], NodeType.MASK) for item in items)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job (see the module docstring); returns the exit status."""
+    return run_program(argv, build_parser(), run)
+
+
+def _segment(todo: list[_Item], config: InferenceConfig, outputs: OutputOptions, args: argparse.Namespace,
+             job: Job) -> None:
+    """Segment ``todo`` with one loaded model, polling for an abort between tomograms and windows."""
+    if not todo:
+        return
+    from bilayer.infer.pipeline import segment_file
+    from bilayer.infer.predictor import Predictor
+
+    job.check_abort()
+    predictor = Predictor.from_checkpoint(_model_path(args.model), config, device_from_gpu(args.gpu))
+    dtype = str(predictor.compute_dtype).removeprefix("torch.")
+    print(f"model {predictor.source} ({predictor.info.voxel_size:g} Å) on {predictor.device}, {dtype}")
+    failed = []
+    for number, item in enumerate(todo, 1):
+        job.check_abort()
+        tomo = item.tomogram
+        where = f"at {tomo.voxel_size:g} Å" if tomo.voxel_size else "at the MRC header's voxel size"
+        print(f"[{number}/{len(todo)}] {tomo.ts_id}: {tomo.path} {where}")
+        try:
+            report = segment_file(tomo.path, item.folder, predictor, voxel_size=tomo.voxel_size, outputs=outputs,
+                                  overwrite=True, progress=job.check_abort)
+        except BilayerError as e:
+            failed.append(tomo.ts_id)
+            print(f"{PROG}: error: {tomo.ts_id}: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+            continue
+        print(f"  {report.summary()}")
+    if failed:
+        raise JobFailed(f"{len(failed)} of {len(todo)} tomogram(s) failed ({', '.join(failed)}; see the errors "
+                        "above); fix them and continue the job: finished tomograms are kept")
+
+
+def _plan(tomograms: TomogramList, job_folder: Path, outputs: OutputOptions) -> list[_Item]:
+    """Each tomogram with its output folder and files; two tomograms may not share an output."""
+    items = []
+    for tomo in tomograms.tomograms:
+        folder = _output_folder(job_folder, tomo.path)
+        items.append(_Item(tomo, folder, output_paths(tomo.path, folder, outputs)))
+    seen: dict[Path, str] = {}
+    for item in items:
+        mask = item.outputs["mask"]
+        if mask in seen:
+            raise InputFileError(f"{tomograms.source}: tomograms {seen[mask]} and {item.tomogram.ts_id} would both "
+                                 f"be segmented into {mask}; give their files different names")
+        seen[mask] = item.tomogram.ts_id
+    return items
+
+
+def _output_folder(job_folder: Path, source: Path) -> Path:
+    """Where a tomogram's outputs go: its folders below the job folder, without the producing
+    job's ``<JobType>/jobNNN`` (RELION's layout), ``..`` or the root."""
+    parts = [p for p in source.parent.parts if p not in ("..", ".", source.anchor)]
+    if len(parts) >= 2 and _JOB_FOLDER.fullmatch(parts[1]):
+        parts = parts[2:]
+    return job_folder.joinpath(*parts)
+
+
+def _keep_settings(folder: Path, made: bool, settings: dict[str, Any]) -> None:
+    """Record the settings outputs are made with; refuse to continue a job whose outputs (``made``)
+    were made with others."""
+    path = folder / SETTINGS_FILE
+    text = json.dumps(settings, indent=2, sort_keys=True)
+    if made and path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            before = None
+        now = json.loads(text)
+        if before is not None and before != now:
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            raise ConfigError(f"{folder} holds results made with other settings ({', '.join(changed)}; see "
+                              f"{path}); continue it with the same settings, or run a new job")
+    with atomic_open(path, overwrite=True) as f:
+        f.write((text + "\n").encode())
+
+
+def _model_path(model: str | None) -> Path | None:
+    return None if model in (None, "", "default") else Path(model)
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The jobs inside the real RELION: ``relion_pipeliner`` (RELION 3.1.3, ``apt-get install relion``)
+adds them as External jobs to a project's default pipeline, runs them, and records their outputs.
+
+They are skipped only where ``relion_pipeliner`` is not installed; CI installs it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import starfile
+
+from bilayer.io import read_volume
+from bilayer.model import load_checkpoint
+
+PIPELINER = shutil.which("relion_pipeliner")
+pytestmark = pytest.mark.skipif(PIPELINER is None, reason="relion_pipeliner is not installed (RELION 3.1: "
+                                                          "apt-get install relion); CI installs it")
+SUCCESS, FAILURE = 2, 3  # RELION 3.1's process states (pipeline_jobs.h)
+MICROGRAPHS, MASK, MODEL = 1, 7, 99  # node types: RELION's micrographs and 3D mask, and Bilayer's checkpoint
+
+
+def _pipeliner(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([PIPELINER, *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"relion_pipeliner {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _add_external_job(executable: Path, star: str, params: dict[str, str]) -> None:
+    """``--addJob External``: RELION's job options as ``name == value``, separated by ';'."""
+    options = [f"fn_exe == {executable}", f"in_mic == {star}", "nr_threads == 1"]
+    for n, (label, value) in enumerate(params.items(), 1):
+        options += [f"param{n}_label == {label}", f"param{n}_value == {value}"]
+    _pipeliner("--addJob", "External", "--addJobOptions", ";".join(options))
+
+
+def _run(job: str) -> None:
+    _pipeliner("--RunJobs", job, "--sec_wait_after", "1")
+
+
+def _pipeline() -> dict:
+    return starfile.read("default_pipeline.star", always_dict=True,
+                         parse_as_string=["rlnPipeLineProcessName", "rlnPipeLineNodeName"])
+
+
+def _status(pipeline: dict, job: str) -> int:
+    processes = pipeline["pipeline_processes"]
+    return int(processes.loc[processes["rlnPipeLineProcessName"] == job, "rlnPipeLineProcessStatus"].iloc[0])
+
+
+def _outputs(pipeline: dict, job: str) -> dict[str, int]:
+    """The output nodes RELION recorded for ``job``, with their types."""
+    edges = pipeline["pipeline_output_edges"]
+    names = set(edges.loc[edges["rlnPipeLineEdgeProcess"] == job, "rlnPipeLineEdgeToNode"])
+    nodes = pipeline["pipeline_nodes"]
+    return {n: int(t) for n, t in zip(nodes["rlnPipeLineNodeName"], nodes["rlnPipeLineNodeType"]) if n in names}
+
+
+@pytest.fixture
+def relion_project(project, tomogram_files, micrograph_list):
+    """A RELION 3.1 project: a default pipeline, and two tomograms listed micrograph-style."""
+    Path("default_pipeline.star").write_text("\n# version 30001\n\ndata_pipeline_general\n\n"
+                                             "_rlnPipeLineJobCounter                       1\n\n")
+    micrograph_list("Import/job001/micrographs.star",
+                    tomogram_files(["Import/job001/tomos/TS_01.mrc", "Import/job001/tomos/TS_02.mrc"]))
+    return project
+
+
+def test_segment_then_train_as_external_jobs_of_relion(relion_project, job_program, membrain_tiny_ckpt):
+    _add_external_job(job_program("bilayer-relion-segment"), "Import/job001/micrographs.star",
+                      {"model": str(membrain_tiny_ckpt), "window": "64", "tta": "no", "gpu": "cpu", "preview": "no"})
+    _run("External/job001/")
+    job = Path("External/job001")
+    assert (job / "RELION_JOB_EXIT_SUCCESS").exists(), (job / "run.err").read_text()
+    pipeline = _pipeline()
+    assert _status(pipeline, "External/job001/") == SUCCESS
+    masks = ["External/job001/tomos/TS_01_seg.mrc", "External/job001/tomos/TS_02_seg.mrc"]
+    assert _outputs(pipeline, "External/job001/") == {"External/job001/micrographs.star": MICROGRAPHS,
+                                                      **{m: MASK for m in masks}}
+    assert Path(".Nodes", str(MASK), masks[0]).exists()  # RELION registered the mask for display
+    for mask in masks:  # the STAR file's 10 Å, not the headers' 7 Å
+        assert read_volume(mask).voxel_size == pytest.approx((10.0,) * 3)
+    log = (job / "run.out").read_text()
+    assert "[2/2] TS_02" in log and "done; 3 output node(s)" in log
+
+    settings = Path("tiny.yaml")
+    settings.write_text("network:\n  filters: [8, 16, 32, 64]\n  strides: [1, 2, 2, 2]\npatch_size: 32\n"
+                        "num_workers: 0\nprecision: float32\ncompile: false\nsteps_per_epoch: 1\n")
+    _add_external_job(job_program("bilayer-relion-train"), "External/job001/micrographs.star",
+                      {"config": str(settings.resolve()), "epochs": "1", "gpu": "cpu"})
+    _run("External/job002/")
+    assert Path("External/job002/RELION_JOB_EXIT_SUCCESS").exists(), Path("External/job002/run.err").read_text()
+    pipeline = _pipeline()
+    assert _status(pipeline, "External/job002/") == SUCCESS
+    assert _outputs(pipeline, "External/job002/") == {"External/job002/training/best.bilayer.pt": MODEL}
+    edges = pipeline["pipeline_input_edges"]
+    assert ("External/job001/micrographs.star", "External/job002/") in set(
+        zip(edges["rlnPipeLineEdgeFromNode"], edges["rlnPipeLineEdgeProcess"]))
+    assert load_checkpoint("External/job002/training/best.bilayer.pt").info.voxel_size == pytest.approx(10.0)
+
+
+def test_a_bad_star_file_ends_the_relion_job_failed_with_the_reason_in_its_log(relion_project, job_program,
+                                                                               membrain_tiny_ckpt):
+    Path("Import/job001/tomos/TS_02.mrc").unlink()
+    _add_external_job(job_program("bilayer-relion-segment"), "Import/job001/micrographs.star",
+                      {"model": str(membrain_tiny_ckpt), "window": "64"})
+    _run("External/job001/")
+    job = Path("External/job001")
+    assert (job / "RELION_JOB_EXIT_FAILURE").exists() and not (job / "RELION_JOB_EXIT_SUCCESS").exists()
+    assert _status(_pipeline(), "External/job001/") == FAILURE
+    err = (job / "run.err").read_text()
+    assert "names 1 tomogram file(s) that do not exist: Import/job001/tomos/TS_02.mrc" in err
+    assert err.count("\n") == 1

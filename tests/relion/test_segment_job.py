@@ -1,0 +1,205 @@
+"""bilayer-relion-segment run directly, as RELION runs it: a RELION 5 tomogram set, aborts, a killed
+run continued, bad lists; outputs checked against the engine's own answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import starfile
+
+from bilayer.infer import InferenceConfig, OutputOptions, Predictor, segment_file
+from bilayer.io import read_volume
+from bilayer_relion import segment_job
+from bilayer_relion._job import ABORT_FILE, EXIT_ABORTED, EXIT_USAGE, NODES_FILE
+
+JOB = "External/job012"
+VOXEL_SIZE = 10.0  # what the STAR files of tests/relion/conftest.py say (the headers say 7)
+FAST = ("--window", "64", "--tta", "no", "--gpu", "cpu")  # the tiny checkpoint needs multiples of 32
+
+
+def _segment(ckpt, *extra: str, star: str = "Tomograms/job007/tomograms.star") -> int:
+    """The job in this process (no --j: torch's thread count is global and would outlive the job)."""
+    return segment_job.main(["--o", f"{JOB}/", "--in_mics", star, "--model", str(ckpt), *FAST, *extra])
+
+
+def _exit_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.glob("RELION_JOB_EXIT_*")}
+
+
+@pytest.fixture
+def tomograms(project, tomogram_files, tomogram_set):
+    paths = tomogram_files([f"Tomograms/job007/tomograms/rec_TS_0{i}.mrc" for i in (1, 2, 3)])
+    tomogram_set("Tomograms/job007/tomograms.star", paths)
+    return paths
+
+
+def test_a_relion5_tomogram_set_is_segmented_with_the_star_voxel_size(tomograms, membrain_tiny_ckpt, capsys):
+    assert _segment(membrain_tiny_ckpt, "--components", "yes", "--preview", "no") == 0
+    job = Path(JOB)
+    assert _exit_files(job) == {"RELION_JOB_EXIT_SUCCESS"}
+    masks = [job / "tomograms" / f"rec_TS_0{i}_seg.mrc" for i in (1, 2, 3)]
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, tta=False), "cpu")
+    expected = segment_file(tomograms[0], "expected", predictor, voxel_size=VOXEL_SIZE,
+                            outputs=OutputOptions(preview=False))
+    for mask in masks:
+        volume = read_volume(mask)
+        assert volume.voxel_size == pytest.approx((VOXEL_SIZE,) * 3)  # the STAR's 2.5 Å × bin 4, not the header's 7
+        assert volume.data.dtype == np.int8 and set(np.unique(volume.data)) <= {0, 1}
+        assert (mask.parent / mask.name.replace("_seg", "_components")).is_file()
+    np.testing.assert_array_equal(read_volume(masks[0]).data, read_volume(expected.outputs["mask"]).data)
+
+    table = starfile.read(job / "tomograms.star", parse_as_string=["rlnTomoName"])
+    source = starfile.read("Tomograms/job007/tomograms.star", parse_as_string=["rlnTomoName"])
+    assert list(table.columns) == [*source.columns, "rlnTomoMembraneSegmentation", "rlnTomoMembraneComponents"]
+    assert table["rlnTomoMembraneSegmentation"].tolist() == [str(m) for m in masks]
+    nodes = starfile.read(job / NODES_FILE, always_dict=True)["output_nodes"]
+    assert nodes["rlnPipeLineNodeName"].tolist() == [f"{JOB}/tomograms.star", *map(str, masks)]
+    assert nodes["rlnPipeLineNodeType"].tolist() == [1, 7, 7, 7]
+    assert nodes["rlnPipeLineNodeTypeLabel"].tolist()[0].startswith("TomogramGroupMetadata.star")
+    out = capsys.readouterr().out
+    assert "3 tomogram(s)" in out and "[3/3] TS_03" in out and out.count("membrane ") >= 3
+
+
+def test_an_abort_stops_between_tomograms_and_continuing_does_the_rest(tomograms, membrain_tiny_ckpt, monkeypatch,
+                                                                        capsys):
+    import bilayer.infer.pipeline as pipeline  # the job imports segment_file from there when it runs
+
+    original = pipeline.segment_file
+    calls = []
+
+    def segment_then_abort(source, out_dir, *args, **kwargs):
+        calls.append(Path(source).name)
+        report = original(source, out_dir, *args, **kwargs)
+        (Path(JOB) / ABORT_FILE).touch()  # the user presses abort during the first tomogram
+        return report
+
+    monkeypatch.setattr(pipeline, "segment_file", segment_then_abort)
+    assert _segment(membrain_tiny_ckpt) == EXIT_ABORTED
+    job = Path(JOB)
+    assert _exit_files(job) == {"RELION_JOB_EXIT_ABORTED"} and not (job / ABORT_FILE).exists()
+    assert calls == ["rec_TS_01.mrc"] and not (job / NODES_FILE).exists()
+    first = job / "tomograms" / "rec_TS_01_seg.mrc"
+    stamp = first.stat().st_mtime_ns
+    monkeypatch.setattr(pipeline, "segment_file", original)
+    capsys.readouterr()
+    assert _segment(membrain_tiny_ckpt) == 0
+    assert _exit_files(job) == {"RELION_JOB_EXIT_SUCCESS"} and first.stat().st_mtime_ns == stamp
+    out = capsys.readouterr().out
+    assert "1 finished before, 2 to do" in out and "TS_01:" not in out.split("to do")[1]
+
+
+#: The job in its own process, signalling itself while the second tomogram's mask is being written
+#: (after its first window batch), so the signal lands at the same point on a fast or a loaded machine.
+_DIES_DURING_SECOND_TOMOGRAM = """
+import os, signal, sys
+import bilayer.infer.pipeline as pipeline
+from bilayer_relion.segment_job import main
+
+original, sources = pipeline.segment_file, []
+
+def segment_file(source, out_dir, predictor, **options):
+    sources.append(source)
+    if len(sources) == 2:
+        options["progress"] = lambda done, total: os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    return original(source, out_dir, predictor, **options)
+
+pipeline.segment_file = segment_file
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _job_args(ckpt) -> list[str]:
+    return ["--o", JOB, "--in_mics", "Tomograms/job007/tomograms.star", "--model", str(ckpt), "--window", "64",
+            "--tta", "no", "--gpu", "cpu"]
+
+
+def _outputs(i: int) -> list[Path]:
+    return [Path(JOB, "tomograms", f"rec_TS_0{i}{suffix}") for suffix in ("_seg.mrc", "_preview.png")]
+
+
+def test_a_killed_run_is_continued_without_redoing_finished_tomograms(tomograms, membrain_tiny_ckpt, job_program):
+    killed = subprocess.run([sys.executable, "-c", _DIES_DURING_SECOND_TOMOGRAM, "SIGKILL",
+                             *_job_args(membrain_tiny_ckpt)], capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr  # as a crash or a lost node: no cleanup at all
+    assert not _exit_files(Path(JOB))
+    assert all(p.exists() for p in _outputs(1)) and not any(p.exists() for p in _outputs(2) + _outputs(3))
+    stamps = {p: p.stat().st_mtime_ns for p in _outputs(1)}
+    rerun = subprocess.run([str(job_program("bilayer-relion-segment")), *_job_args(membrain_tiny_ckpt)],
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert _exit_files(Path(JOB)) == {"RELION_JOB_EXIT_SUCCESS"}
+    assert all(p.exists() for i in (1, 2, 3) for p in _outputs(i))
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert "1 finished before, 2 to do" in rerun.stdout and "[1/2] TS_02" in rerun.stdout
+
+
+def test_sigterm_ends_a_running_job_aborted_and_leaves_no_partial_output(tomograms, membrain_tiny_ckpt):
+    stopped = subprocess.run([sys.executable, "-c", _DIES_DURING_SECOND_TOMOGRAM, "SIGTERM",
+                              *_job_args(membrain_tiny_ckpt)], capture_output=True, text=True, timeout=600)
+    assert stopped.returncode == EXIT_ABORTED, stopped.stderr
+    assert _exit_files(Path(JOB)) == {"RELION_JOB_EXIT_ABORTED"}
+    assert "aborted (stopped by signal SIGTERM)" in stopped.stdout
+    assert all(p.exists() for p in _outputs(1))
+    assert sorted(p.name for p in Path(JOB, "tomograms").iterdir()) == sorted(p.name for p in _outputs(1))
+
+
+def test_a_bad_tomogram_fails_the_job_after_the_others_are_done(tomograms, membrain_tiny_ckpt, capsys):
+    data = tomograms[1].read_bytes()
+    tomograms[1].write_bytes(data[:-1000])
+    assert _segment(membrain_tiny_ckpt, "--preview", "no") == EXIT_USAGE
+    job = Path(JOB)
+    assert _exit_files(job) == {"RELION_JOB_EXIT_FAILURE"} and not (job / NODES_FILE).exists()
+    assert sorted(p.name for p in (job / "tomograms").iterdir()) == ["rec_TS_01_seg.mrc", "rec_TS_03_seg.mrc"]
+    err = capsys.readouterr().err
+    assert "TS_02:" in err and "truncated" in err and "1 of 3 tomogram(s) failed (TS_02" in err
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("drop binning", "tomograms.star has no rlnTomoTomogramBinning column"),
+    ("missing file", "names 1 tomogram file(s) that do not exist: Tomograms/job007/tomograms/rec_TS_02.mrc"),
+])
+def test_a_bad_star_file_fails_with_a_clear_message_and_no_outputs(tomograms, tomogram_set, membrain_tiny_ckpt, capsys,
+                                                                  damage, message):
+    if damage == "drop binning":
+        tomogram_set("Tomograms/job007/tomograms.star", tomograms, drop=("rlnTomoTomogramBinning",))
+    else:
+        tomograms[1].unlink()
+    assert _segment(membrain_tiny_ckpt) == EXIT_USAGE
+    assert _exit_files(Path(JOB)) == {"RELION_JOB_EXIT_FAILURE"}
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not Path(JOB, "tomograms").exists()
+
+
+def test_continuing_with_other_settings_is_refused(tomograms, membrain_tiny_ckpt, capsys):
+    assert _segment(membrain_tiny_ckpt, "--preview", "no") == 0
+    assert _segment(membrain_tiny_ckpt, "--preview", "no", "--threshold", "0.5") == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "holds results made with other settings (inference" in err and "run a new job" in err
+
+
+def test_a_micrograph_list_writes_outputs_below_the_job_without_the_source_job_folder(
+        project, tomogram_files, micrograph_list, membrain_tiny_ckpt):
+    paths = tomogram_files(["Import/job001/tomos/a.mrc", "../elsewhere/b.mrc"])
+    micrograph_list("Import/job001/micrographs.star", paths)
+    assert _segment(membrain_tiny_ckpt, "--preview", "no", star="Import/job001/micrographs.star") == 0
+    table = starfile.read(Path(JOB, "micrographs.star"), always_dict=True)
+    assert table["micrographs"]["rlnTomoMembraneSegmentation"].tolist() == [f"{JOB}/tomos/a_seg.mrc",
+                                                                            f"{JOB}/elsewhere/b_seg.mrc"]
+    assert "optics" in table
+    nodes = starfile.read(Path(JOB, NODES_FILE), always_dict=True)["output_nodes"]
+    assert nodes["rlnPipeLineNodeTypeLabel"].tolist()[0].startswith("MicrographGroupMetadata.star")
+
+
+def test_the_program_runs_as_a_module_too(tomograms, membrain_tiny_ckpt):
+    result = subprocess.run([sys.executable, "-m", "bilayer_relion.segment_job", "--o", JOB, "--in_mics",
+                             "Tomograms/job007/tomograms.star", "--model", str(membrain_tiny_ckpt), *FAST,
+                             "--window", "48"], capture_output=True, text=True, timeout=300, env=os.environ)
+    assert result.returncode == EXIT_USAGE and "window 48 must be a positive multiple of 32" in result.stderr
+    assert _exit_files(Path(JOB)) == {"RELION_JOB_EXIT_FAILURE"}
