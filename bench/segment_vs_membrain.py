@@ -113,6 +113,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="MemBrain-seg .ckpt both tools load (default: the one make_checkpoint.py writes)",
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the synthetic tomograms (default 1)")
+    p.add_argument("--membrain-from", type=Path, default=None,
+                   help="reuse MemBrain-seg's outputs and measurements from this earlier results folder "
+                        "(same tomograms and checkpoint) instead of running it again")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: bench/results/<time>)")
     args = p.parse_args(argv)
     if args.quick:
@@ -197,14 +200,20 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path, flops: int) -> 
     total = flops * (8 if case.tta else 1)  # FLOPs per window position
     result = {"case": case.name, "shape": list(case.shape), "tta": case.tta, "tomogram": str(tomo), "runs": {}}
 
-    out_dir = folder / "membrain"
-    argv = [membrain_python(), BENCH_DIR / "_membrain_segment.py", tomo, ckpt, out_dir, tta, "--window", WINDOW]
-    ran = run_measured(argv, folder / "membrain.log", env={"PYTHONWARNINGS": "ignore::FutureWarning"})
-    ran.check(f"MemBrain-seg on {case.name}")
-    mask, scores = _membrain_outputs(out_dir, tomo)
     n_windows = windows(case.shape, MEMBRAIN_OVERLAP)
-    reference = {"tool": "membrain-seg", "overlap": MEMBRAIN_OVERLAP, "precision": "float32", "windows": n_windows}
-    reference.update(_summary("membrain-seg", ran, total * n_windows, mask, labels, tomo, out_dir))
+    if args.membrain_from is not None:  # MemBrain-seg's run of an earlier benchmark (same tomogram and checkpoint)
+        earlier = json.loads((args.membrain_from / "results.json").read_text())
+        reference = next(r["runs"]["membrain-seg"] for r in earlier["cases"] if r["case"] == case.name)
+        reference["reused_from"] = str(args.membrain_from)
+        mask, scores = _membrain_outputs(args.membrain_from / case.name / "membrain", tomo)
+    else:
+        out_dir = folder / "membrain"
+        argv = [membrain_python(), BENCH_DIR / "_membrain_segment.py", tomo, ckpt, out_dir, tta, "--window", WINDOW]
+        ran = run_measured(argv, folder / "membrain.log", env={"PYTHONWARNINGS": "ignore::FutureWarning"})
+        ran.check(f"MemBrain-seg on {case.name}")
+        mask, scores = _membrain_outputs(out_dir, tomo)
+        reference = {"tool": "membrain-seg", "overlap": MEMBRAIN_OVERLAP, "precision": "float32", "windows": n_windows}
+        reference.update(_summary("membrain-seg", ran, total * n_windows, mask, labels, tomo, out_dir))
     result["runs"]["membrain-seg"] = reference
 
     for variant in args.variants:

@@ -110,9 +110,23 @@ def _run_training(dataset: Path | None, model_path: Path | None, options: dict[s
             f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "seconds")
             + f"  {row['seconds']:.1f} s")
 
+    _show_training_progress()
     result = run(config, train_data, options["out_dir"], val_data=val_data, init=init, device=options["device"],
                  resume=not options["restart"], on_epoch=report)
     click.echo(f"best: {result.best}\nlast: {result.last}\nmetrics: {result.folder / 'metrics.csv'}")
+
+
+def _show_training_progress() -> None:
+    """The trainer's progress lines (every tenth of an epoch) on stderr, for logs of long runs."""
+    import logging
+
+    logger = logging.getLogger("bilayer.train")
+    if logger.getEffectiveLevel() > logging.INFO:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 @click.command()

@@ -47,7 +47,8 @@ SURFACE_DICE_SMOOTH = 3.0
 _LABEL_SIGMA = 2.0  # voxels: Gaussian smoothing of the label before its skeleton
 _LABEL_RADIUS = 7  # voxels: MemBrain-seg's 15-voxel kernel
 _LABEL_GAIN = 1.5  # MemBrain-seg's factor on the smoothed label
-_POOL = {"kernel_size": 3, "stride": 1, "padding": 1}  # max_pool3d pads with -inf: the border is neutral
+# The 3³ cube as three 1-D max-pools; max_pool3d pads with -inf, so the border is neutral.
+_AXIS_POOLS = (((3, 1, 1), (1, 0, 0)), ((1, 3, 1), (0, 1, 0)), ((1, 1, 3), (0, 0, 1)))
 
 
 def soft_skeleton(x: torch.Tensor, iterations: int = SKELETON_ITERATIONS) -> torch.Tensor:
@@ -160,11 +161,15 @@ def surface_dice_loss(
 
 
 def _erode(x: torch.Tensor) -> torch.Tensor:
-    return -F.max_pool3d(-x, **_POOL)
+    return -_dilate(-x)
 
 
 def _dilate(x: torch.Tensor) -> torch.Tensor:
-    return F.max_pool3d(x, **_POOL)
+    """Max over the 3³ cube around each voxel, as three 1-D maxima (the same values; half the
+    time of a cubic max-pool, forward and backward, on a CPU)."""
+    for kernel, padding in _AXIS_POOLS:
+        x = F.max_pool3d(x, kernel, 1, padding)
+    return x
 
 
 def _gaussian(x: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:

@@ -143,11 +143,16 @@ class _Run:
         total = torch.zeros(2, dtype=torch.float64)
         batches = self._loader(self.train_data, epoch, shuffle=True)
         show = self.cluster.is_main and sys.stderr.isatty()
-        for batch in tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", disable=not show, leave=False):
+        every, started = max(1, len(batches) // 10), time.perf_counter()
+        for index, batch in enumerate(tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", disable=not show,
+                                           leave=False), start=1):
             image, label = self._to_model(batch)
             loss = self.stepper(image, label).item()
             self.state.step += 1
             total += torch.tensor([loss * image.shape[0], image.shape[0]], dtype=torch.float64)
+            if index % every == 0 and self.cluster.is_main:  # a trace for logs (RELION run.out, Scipion)
+                log.info("epoch %d: step %d/%d, loss %.4f, %.2f s per step", epoch, index, len(batches),
+                         total[0] / total[1], (time.perf_counter() - started) / index)
         total = self.cluster.sum(total)
         return float(total[0] / total[1]) if total[1] else math.nan
 
