@@ -7,10 +7,11 @@ command-line options. Data-parallel training: ``torchrun --nproc-per-node N -m b
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import click
 
@@ -110,23 +111,36 @@ def _run_training(dataset: Path | None, model_path: Path | None, options: dict[s
             f"{k} {v:.4g}" for k, v in row.items() if isinstance(v, float) and k != "seconds")
             + f"  {row['seconds']:.1f} s")
 
-    _show_training_progress()
-    result = run(config, train_data, options["out_dir"], val_data=val_data, init=init, device=options["device"],
-                 resume=not options["restart"], on_epoch=report)
+    with _training_progress_on_stderr():
+        result = run(config, train_data, options["out_dir"], val_data=val_data, init=init,
+                     device=options["device"], resume=not options["restart"], on_epoch=report)
     click.echo(f"best: {result.best}\nlast: {result.last}\nmetrics: {result.folder / 'metrics.csv'}")
 
 
-def _show_training_progress() -> None:
-    """The trainer's progress lines (every tenth of an epoch) on stderr, for logs of long runs."""
+@contextlib.contextmanager
+def _training_progress_on_stderr() -> Iterator[None]:
+    """The trainer's progress lines (every tenth of an epoch) on stderr while training, for logs of long runs.
+
+    The logger is restored afterwards, so a command run in-process (notebook, tests) leaves no handler behind.
+    """
     import logging
 
     logger = logging.getLogger("bilayer.train")
-    if logger.getEffectiveLevel() > logging.INFO:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    if logger.getEffectiveLevel() <= logging.INFO:
+        yield
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @click.command()

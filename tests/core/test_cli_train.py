@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import nibabel
 import numpy as np
@@ -57,6 +58,8 @@ def test_train_on_a_membrain_folder_writes_a_usable_run(tmp_path, capsys):
     settings = json.loads((tmp_path / "run" / "config.json").read_text())
     assert settings["batch_size"] == 1 and settings["network"]["filters"] == TINY["filters"]
     assert load_checkpoint(tmp_path / "run" / "best.bilayer.pt").info.network.filters == (8, 16, 32, 64)
+    logger = logging.getLogger("bilayer.train")  # progress went to stderr only while training
+    assert logger.handlers == [] and logger.propagate and logger.level == logging.NOTSET
 
 
 def test_train_needs_data_and_lists_bad_files(tmp_path, capsys):
