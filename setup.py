@@ -28,7 +28,10 @@ setup(
         *find_packages(where="relion_external", include=["bilayer_relion", "bilayer_relion.*"]),
     ],
     include_package_data=True,
-    package_data={"bilayer": ["model/weights/*.bilayer.pt"]},  # the embedded default model
+    package_data={
+        "bilayer": ["model/weights/*.bilayer.pt"],  # the embedded default model
+        "bilayer_scipion": ["protocols.conf"],  # where the protocols appear in Scipion's menus
+    },
     install_requires=[
         # torch: a range, so a GPU user gets the build for their machine; on a CPU-only
         # machine install `torch==<version>` first or in the same pip command.

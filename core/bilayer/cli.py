@@ -192,6 +192,9 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
 @click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=_INFER.overlap, show_default=True,
               help="Fraction of a window shared with its neighbours (MemBrain-seg uses 0.5).")
 @click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=_VOXEL_SIZE_HELP)
+@click.option("--rescale/--no-rescale", default=_INFER.rescale, show_default=True,
+              help="Resample windows to the model's voxel size and back; --no-rescale only for tomograms already "
+                   "at it.")
 @click.option("--threshold", type=float, default=_INFER.threshold, show_default=True,
               help="Membrane where the network's score (a logit) exceeds this; higher gives thinner masks.")
 @click.option("--scores", is_flag=True, help="Also write <stem>_scores.mrc (float32 logits).")
@@ -207,7 +210,8 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
 @click.option("--preview/--no-preview", default=True, show_default=True, help="Write <stem>_preview.png.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None, tta: bool, tta_grid: str,
-            window: int, overlap: float, voxel_size: float | None, threshold: float, scores: bool, components: bool,
+            window: int, overlap: float, voxel_size: float | None, rescale: bool, threshold: float, scores: bool,
+            components: bool,
             min_size: int, skeleton: bool, device: str, precision: str, batch_size: int, preview: bool,
             overwrite: bool) -> int:
     """Segment membranes in tomograms: writes <stem>_seg.mrc (int8 0/1) per input.
@@ -220,7 +224,7 @@ def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None,
     from bilayer.io import ensure_output_dir
 
     config = InferenceConfig(window=window, overlap=overlap, tta=tta, tta_grid=tta_grid, batch_size=batch_size,
-                             precision=precision, threshold=threshold)
+                             precision=precision, threshold=threshold, rescale=rescale)
     outputs = OutputOptions(scores=scores, components=components, min_size=min_size, skeleton=skeleton,
                             preview=preview)
     folder = ensure_output_dir(out_dir)

@@ -254,6 +254,20 @@ def test_segment_goes_on_past_a_bad_tomogram_and_exits_2(tmp_path, capsys, membr
     assert "good.mrc: membrane" in out
 
 
+def test_no_rescale_feeds_the_voxels_as_they_are(tmp_path, capsys, membrain_tiny_ckpt):
+    data = np.random.default_rng(3).normal(size=(64, 64, 64)).astype(np.float32)
+    source = write_volume(tmp_path / "t.mrc", data, voxel_size=14.0)  # the model's voxel size is 10 Å
+    scores = {}
+    for name, extra in (("rescaled", []), ("as_is", ["--no-rescale"]), ("told_10", ["--voxel-size", "10"])):
+        code, _, err = run(capsys, "segment", str(source), "--model", str(membrain_tiny_ckpt), "--out",
+                           str(tmp_path / name), "--window", "64", "--no-tta", "--scores", "--no-preview", *extra)
+        assert code == 0, err
+        scores[name] = read_volume(tmp_path / name / "t_scores.mrc")
+    np.testing.assert_allclose(scores["as_is"].data, scores["told_10"].data, atol=1e-6)
+    assert np.abs(scores["as_is"].data - scores["rescaled"].data).max() > 1e-3
+    assert scores["as_is"].voxel_size == pytest.approx((14.0,) * 3)  # the header still tells the truth
+
+
 def test_segment_refuses_a_checkpoint_that_would_run_code(tmp_path, capsys):
     marker = tmp_path / "pwned"
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from importlib import metadata
 
-import bilayer
+import pytest
+
+pytest.importorskip("pyworkflow", reason="Scipion is not installed (pip install '.[scipion]'): "
+                                         "the Scipion plugin cannot be imported")
+
+import bilayer  # noqa: E402
 
 
 def test_scipion_plugin_entry_point_is_registered():

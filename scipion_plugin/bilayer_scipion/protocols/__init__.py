@@ -1,0 +1,7 @@
+"""The Bilayer protocols Scipion offers (found by the plugin's ``protocols`` module)."""
+
+from bilayer_scipion.protocols.protocol_segment import ProtBilayerSegment
+from bilayer_scipion.protocols.protocol_skeleton import ProtBilayerSkeleton
+from bilayer_scipion.protocols.protocol_train import ProtBilayerTrain
+
+__all__ = ["ProtBilayerSegment", "ProtBilayerSkeleton", "ProtBilayerTrain"]

@@ -1,0 +1,225 @@
+"""Segment membranes in a set of tomograms with ``bilayer segment``, one step per tomogram."""
+
+from __future__ import annotations
+
+import enum
+import os
+
+from pyworkflow import BETA
+from pyworkflow.protocol import GE, GPU_LIST, USE_GPU, BooleanParam, EnumParam, FloatParam, IntParam, \
+    LEVEL_ADVANCED, PointerParam, StringParam
+from pyworkflow.utils import Message
+from tomo.objects import SetOfTomoMasks, SetOfTomograms, TomoMask, Tomogram
+
+from bilayer import __version__
+from bilayer_scipion import defaults
+from bilayer_scipion.constants import CITATION_MEMBRAIN_V2
+from bilayer_scipion.protocols.model_choice import add_model_params, model_args, model_description, model_errors
+from bilayer_scipion.protocols.protocol_base import FAILED_OUTPUT, ProtBilayerBase
+
+__all__ = ["ProtBilayerSegment", "SegmentOutput", "SegmentParam"]
+
+
+class SegmentParam(str, enum.Enum):
+    """Form names of the segment protocol's parameters (the model's are in ``ModelParam``)."""
+
+    TOMOGRAMS = "inputTomograms"
+    THRESHOLD = "threshold"
+    TTA = "tta"
+    WINDOW = "window"
+    OVERLAP = "overlap"
+    RESCALE = "rescale"
+    SCORES = "keepScores"
+    COMPONENTS = "keepComponents"
+    MIN_SIZE = "minSize"
+    SKELETON = "keepSkeleton"
+    PRECISION = "precision"
+    BATCH_SIZE = "batchSize"
+
+
+class SegmentOutput(str, enum.Enum):
+    """Output names: one SetOfTomoMasks per kind, and the tomograms that failed."""
+
+    MASKS = "tomoMasks"
+    SCORES = "tomoScores"
+    COMPONENTS = "tomoComponents"
+    SKELETONS = "tomoSkeletons"
+    FAILED = FAILED_OUTPUT
+
+
+#: The engine's output kind behind each mask-like output.
+_KINDS = {SegmentOutput.MASKS: "mask", SegmentOutput.SCORES: "scores", SegmentOutput.COMPONENTS: "components",
+          SegmentOutput.SKELETONS: "skeleton"}
+
+
+class ProtBilayerSegment(ProtBilayerBase):
+    """Segment membranes in tomograms with Bilayer (the MemBrain v2 / MemBrain-seg method).
+
+    Each tomogram is segmented in its own step, so several run at once with more threads
+    or GPUs. The Scipion sampling rate is passed to the engine (the network resamples
+    windows to its own voxel size) and written into every output's header. Outputs are
+    named by tsId and linked to their tomograms. A tomogram that fails is listed in the
+    summary and in the output failedTomograms; the others complete.
+    """
+
+    # --------------------------- ATTRIBUTES -----------------------------------
+    _label = "segment membranes"
+    _devStatus = BETA
+    _possibleOutputs = {SegmentOutput.MASKS.value: SetOfTomoMasks, SegmentOutput.SCORES.value: SetOfTomoMasks,
+                        SegmentOutput.COMPONENTS.value: SetOfTomoMasks, SegmentOutput.SKELETONS.value: SetOfTomoMasks,
+                        SegmentOutput.FAILED.value: SetOfTomograms}
+    _INPUT = SegmentParam.TOMOGRAMS.value
+
+    # --------------------------- DEFINE param functions -----------------------
+    def _defineParams(self, form) -> None:  # noqa: ANN001
+        engine = defaults.inference()
+        form.addSection(label=Message.LABEL_INPUT)
+        form.addParam(SegmentParam.TOMOGRAMS.value, PointerParam, pointerClass="SetOfTomograms", important=True,
+                      label="Tomograms",
+                      help="Tomograms to segment. Their Scipion sampling rate (Å/px) is used, not the file headers'.")
+        add_model_params(form, purpose="segment the membranes")
+        form.addParam(SegmentParam.THRESHOLD.value, FloatParam, default=engine.threshold, label="Threshold",
+                      help="A voxel is membrane where the network's score (a logit, unitless) exceeds this. "
+                           "Higher values give thinner, surer masks; lower values find fainter membranes.")
+        form.addParam(SegmentParam.TTA.value, BooleanParam, default=engine.tta, label="Test-time augmentation?",
+                      help="Average the 8 mirrored copies of every window: slightly better masks, 8x slower.")
+        form.addParam(SegmentParam.RESCALE.value, BooleanParam, default=engine.rescale, expertLevel=LEVEL_ADVANCED,
+                      label="Rescale to the model's voxel size?",
+                      help="Resample each window to the voxel size (Å) the model was trained at, and back. "
+                           "Turn off only for tomograms already at the model's voxel size.")
+
+        form.addSection(label="Outputs")
+        form.addParam(SegmentParam.SCORES.value, BooleanParam, default=False, label="Keep the scores?",
+                      help="Also output the network's scores (float32 logits, membrane where > threshold) "
+                           "as the set tomoScores.")
+        form.addParam(SegmentParam.COMPONENTS.value, BooleanParam, default=False, label="Label connected membranes?",
+                      help="Also output the connected membranes (26-connectivity), numbered by size "
+                           "(1 = largest), as the set tomoComponents.")
+        form.addParam(SegmentParam.MIN_SIZE.value, IntParam, default=0, validators=[GE(0)],
+                      condition=SegmentParam.COMPONENTS.value, label="Smallest membrane (voxels)",
+                      help="Drop connected membranes smaller than this many voxels from the components; "
+                           "0 keeps all.")
+        form.addParam(SegmentParam.SKELETON.value, BooleanParam, default=False, label="Skeletonize?",
+                      help="Also output MemBrain-seg's one-voxel surface skeleton of each mask as the set "
+                           "tomoSkeletons.")
+
+        form.addSection(label="Sliding window")
+        form.addParam(SegmentParam.WINDOW.value, IntParam, default=engine.window, expertLevel=LEVEL_ADVANCED,
+                      label="Window size (voxels)",
+                      help="Edge of the cubic windows the network sees, in the model's voxels (a multiple of 32). "
+                           "Smaller windows need less GPU memory but see less context.")
+        form.addParam(SegmentParam.OVERLAP.value, FloatParam, default=engine.overlap, expertLevel=LEVEL_ADVANCED,
+                      label="Window overlap (fraction)",
+                      help="Fraction of a window shared with each neighbour, in [0, 1). MemBrain-seg uses 0.5; "
+                           "0.25 is faster.")
+        form.addParam(SegmentParam.PRECISION.value, EnumParam, choices=defaults.precisions(), default=0,
+                      expertLevel=LEVEL_ADVANCED, label="Arithmetic",
+                      help="Number format of the network: auto uses bfloat16 where the hardware has it "
+                           "(GPUs, recent CPUs), else float32. float16 needs a GPU.")
+        form.addParam(SegmentParam.BATCH_SIZE.value, IntParam, default=engine.batch_size, validators=[GE(1)],
+                      expertLevel=LEVEL_ADVANCED, label="Windows per batch",
+                      help="Windows predicted together; more is faster on a large GPU.")
+        form.addHidden(USE_GPU, BooleanParam, default=True, label="Use GPU?",
+                       help="Segment on GPUs (the CPU when none is visible); No runs on the CPU.")
+        form.addHidden(GPU_LIST, StringParam, default="0", label="GPU IDs",
+                       help="GPUs to use, e.g. '0 1'. With several threads each running tomogram gets its own GPU.")
+        form.addParallelSection(threads=1, mpi=0)
+
+    # --------------------------- INSERT steps functions -----------------------
+    def _insertAllSteps(self) -> None:
+        self._insertPerTomogramSteps(self.segmentStep, needsGPU=True)
+
+    # --------------------------- STEPS functions ------------------------------
+    def segmentStep(self, tsId: str) -> None:
+        """Run ``bilayer segment`` on one tomogram; a failure is listed, not raised."""
+        self._runEngine(tsId, self._segmentArgs(tsId))
+
+    # --------------------------- UTILS functions ------------------------------
+    def _segmentArgs(self, tsId: str) -> list[str]:
+        """The engine's argv (after ``bilayer``) for one tomogram."""
+        tomo = self._itemsByTsId[tsId]
+        args = ["segment", self._inputLink(tsId), "--out", os.path.abspath(self._getExtraPath()),
+                "--voxel-size", repr(float(tomo.getSamplingRate())),
+                "--threshold", repr(float(self._value(SegmentParam.THRESHOLD))),
+                "--tta" if self._value(SegmentParam.TTA) else "--no-tta",
+                "--window", str(self._value(SegmentParam.WINDOW)),
+                "--overlap", repr(float(self._value(SegmentParam.OVERLAP))),
+                "--precision", self._precision(),
+                "--batch-size", str(self._value(SegmentParam.BATCH_SIZE)),
+                *model_args(self), *self._deviceArgs(), "--no-preview", "--overwrite"]
+        if not self._value(SegmentParam.RESCALE):
+            args.append("--no-rescale")
+        if self._value(SegmentParam.SCORES):
+            args.append("--scores")
+        if self._value(SegmentParam.COMPONENTS):
+            args += ["--components", "--min-size", str(self._value(SegmentParam.MIN_SIZE))]
+        if self._value(SegmentParam.SKELETON):
+            args.append("--skeleton")
+        return args
+
+    def _value(self, param: SegmentParam):  # noqa: ANN202  (the parameter's own type)
+        return getattr(self, param.value).get()
+
+    def _precision(self) -> str:
+        return defaults.precisions()[self._value(SegmentParam.PRECISION)]
+
+    def _wanted(self) -> list[SegmentOutput]:
+        wanted = [SegmentOutput.MASKS]
+        for output, param in ((SegmentOutput.SCORES, SegmentParam.SCORES),
+                              (SegmentOutput.COMPONENTS, SegmentParam.COMPONENTS),
+                              (SegmentOutput.SKELETONS, SegmentParam.SKELETON)):
+            if self._value(param):
+                wanted.append(output)
+        return wanted
+
+    def _outputFiles(self, tsId: str) -> dict[str, str]:
+        return {output.value: self._getExtraPath(f"{tsId}{defaults.output_suffix(_KINDS[output])}")
+                for output in self._wanted()}
+
+    def _newItem(self, source: Tomogram, path: str) -> TomoMask:
+        mask = TomoMask()
+        mask.copyInfo(source)
+        mask.setFileName(path)
+        mask.setVolName(source.getFileName())
+        return mask
+
+    # --------------------------- INFO functions -------------------------------
+    def _validate(self) -> list[str]:
+        errors = list(super()._validate())
+        errors += self._inputErrors()
+        errors += model_errors(self)
+        problem = defaults.inference_error(
+            window=self._value(SegmentParam.WINDOW), overlap=self._value(SegmentParam.OVERLAP),
+            threshold=self._value(SegmentParam.THRESHOLD), batch_size=self._value(SegmentParam.BATCH_SIZE),
+            precision=self._precision())
+        if problem:
+            errors.append(f"Invalid segmentation setting: {problem}.")
+        return errors
+
+    def _summary(self) -> list[str]:
+        tomos = self._getInputSet()
+        if tomos is None:
+            return ["No tomograms chosen."]
+        lines = [f"Tomograms: {tomos.getSize()} at {tomos.getSamplingRate():.2f} Å/px (passed to Bilayer and "
+                 "written into every output header).",
+                 f"Model: {model_description(self)}; threshold {self._value(SegmentParam.THRESHOLD):g}, "
+                 f"window {self._value(SegmentParam.WINDOW)}, test-time augmentation "
+                 f"{'on' if self._value(SegmentParam.TTA) else 'off'}."]
+        masks = getattr(self, SegmentOutput.MASKS.value, None)
+        if masks is not None:
+            lines.append(f"Segmented: {masks.getSize()} of {tomos.getSize()}.")
+        return lines + self._failureSummary()
+
+    def _methods(self) -> list[str]:
+        tomos = self._getInputSet()
+        if tomos is None:
+            return []
+        return [f"Membranes were segmented in {tomos.getSize()} tomograms ({tomos.getSamplingRate():.2f} Å/px) with "
+                f"Bilayer {__version__}, an implementation of the MemBrain-seg method of MemBrain v2 "
+                f"[{CITATION_MEMBRAIN_V2}], using the {model_description(self)}, a sliding window of "
+                f"{self._value(SegmentParam.WINDOW)} voxels"
+                f"{' with 8-fold test-time augmentation' if self._value(SegmentParam.TTA) else ''} and a score "
+                f"threshold of {self._value(SegmentParam.THRESHOLD):g}."]
+
+    def _citations(self) -> list[str]:
+        return [CITATION_MEMBRAIN_V2]

@@ -1,0 +1,110 @@
+"""The segment protocol in a real headless Scipion project, on synthetic tomograms.
+
+The tomograms' headers say 10 Å, Scipion says 14 Å; one of the three files is truncated
+after import. The masks must be two, at 14 Å in Scipion and in their headers, named by
+tsId, linked to their tomograms, equal to what the engine gives at 14 Å; the broken
+tomogram must be listed, not sink the run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyworkflow", reason="Scipion is not installed (pip install '.[scipion]'): "
+                                         "the Scipion plugin cannot be tested")
+
+import numpy as np  # noqa: E402
+from scipion_testdata import DIMENSIONS, HEADER_VOXEL_SIZE, SAMPLING_RATE, BilayerScipionTest, truncate, \
+    write_scenes  # noqa: E402
+
+from bilayer.io import read_volume  # noqa: E402
+from bilayer_scipion.engine import run_engine  # noqa: E402
+from bilayer_scipion.protocols import ProtBilayerSegment  # noqa: E402
+from bilayer_scipion.protocols.model_choice import ModelParam, ModelSource  # noqa: E402
+from bilayer_scipion.protocols.protocol_segment import SegmentOutput, SegmentParam  # noqa: E402
+
+TS_IDS = ["TS_01", "TS_02", "TS_03"]
+BROKEN = "TS_03"
+#: Options that make the tiny MemBrain-seg checkpoint quick: one 64³ window, no mirroring.
+QUICK = {SegmentParam.WINDOW.value: 64, SegmentParam.TTA.value: False}
+
+
+class TestBilayerSegment(BilayerScipionTest):
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        write_scenes(cls.inputs / "tomograms", TS_IDS, seed=1)
+        cls.tomograms = cls.importTomograms()
+        truncate(cls.inputs / "tomograms" / f"{BROKEN}.mrc")  # Scipion has it; the engine cannot read it
+
+    @pytest.fixture(autouse=True)
+    def _checkpoint(self, membrain_tiny_ckpt: Path) -> None:
+        self.checkpoint = membrain_tiny_ckpt
+
+    def _segment(self, checkpoint: Path, **params) -> ProtBilayerSegment:
+        return self.newProtocol(ProtBilayerSegment, **{
+            SegmentParam.TOMOGRAMS.value: self.tomograms, ModelParam.SOURCE.value: ModelSource.FILE.value,
+            ModelParam.FILE.value: str(checkpoint), "numberOfThreads": 3, **QUICK, **params})
+
+    def test_masks_are_named_by_tsid_at_the_scipion_sampling_rate_and_the_broken_one_is_listed(self):
+        prot = self.launchProtocol(self._segment(self.checkpoint, **{
+            SegmentParam.SCORES.value: True, SegmentParam.COMPONENTS.value: True, SegmentParam.SKELETON.value: True}))
+        self.assertTrue(prot.isFinished())
+        tomoFiles = {tomo.getTsId(): tomo.getFileName() for tomo in self.tomograms}
+        for output, suffix in ((SegmentOutput.MASKS, "_seg.mrc"), (SegmentOutput.SCORES, "_scores.mrc"),
+                               (SegmentOutput.COMPONENTS, "_components.mrc"), (SegmentOutput.SKELETONS, "_skeleton.mrc")):
+            masks = getattr(prot, output.value)
+            self.checkTomoMasks(masks, expectedSetSize=2, expectedSRate=SAMPLING_RATE, expectedDimensions=DIMENSIONS,
+                                checkHeaderApix=True)
+            byTsId = {mask.getTsId(): mask.clone() for mask in masks}
+            self.assertEqual(sorted(byTsId), ["TS_01", "TS_02"])
+            for tsId, mask in byTsId.items():
+                self.assertEqual(os.path.basename(mask.getFileName()), f"{tsId}{suffix}")
+                self.assertEqual(mask.getVolName(), tomoFiles[tsId])
+                volume = read_volume(mask.getFileName())
+                self.assertEqual(volume.voxel_size, (SAMPLING_RATE,) * 3)
+
+        failed = getattr(prot, SegmentOutput.FAILED.value)
+        self.assertEqual([tomo.getTsId() for tomo in failed], [BROKEN])
+        summary = "\n".join(prot.summary())
+        self.assertIn(BROKEN, summary)
+        self.assertIn("truncated", summary)
+        self.assertIn("Segmented: 2 of 3", summary)
+
+        # What Scipion registered is what the engine gives at 14 Å, not at the header's 10 Å.
+        scores = {mask.getTsId(): mask.getFileName() for mask in getattr(prot, SegmentOutput.SCORES.value)}
+        registered = np.asarray(read_volume(scores["TS_01"]).data)
+        at = {size: self._engineScores(tomoFiles["TS_01"], size) for size in (SAMPLING_RATE, HEADER_VOXEL_SIZE)}
+        np.testing.assert_allclose(registered, at[SAMPLING_RATE], atol=1e-5)
+        self.assertGreater(np.abs(at[SAMPLING_RATE] - at[HEADER_VOXEL_SIZE]).max(), 1e-2)
+
+    def _engineScores(self, tomogram: str, voxel_size: float) -> np.ndarray:
+        out = Path(self.getOutputPath(f"direct_{voxel_size:g}"))
+        run = run_engine(["segment", tomogram, "--model", str(self.checkpoint), "--out", str(out), "--window", "64",
+                          "--no-tta", "--voxel-size", str(voxel_size), "--scores", "--no-preview", "--device", "cpu",
+                          "--overwrite"])
+        self.assertTrue(run.ok, run.error)
+        stem = Path(tomogram).stem
+        return np.asarray(read_volume(out / f"{stem}_scores.mrc").data)
+
+    def test_a_run_where_every_tomogram_fails_fails_with_the_reasons(self):
+        bogus = Path(self.getOutputPath("not_a_model.ckpt"))
+        bogus.write_text("this is not a checkpoint\n")
+        prot = self._segment(bogus)
+        with self.assertRaises(Exception):
+            self.launchProtocol(prot)
+        self.assertTrue(prot.isFailed())
+        self.assertIn("every tomogram", prot.getErrorMessage())
+        self.assertEqual(sorted(prot.getFailures()), TS_IDS)
+
+    def test_validation_lists_every_problem(self):
+        prot = self.newProtocol(ProtBilayerSegment, **{
+            SegmentParam.TOMOGRAMS.value: self.tomograms, SegmentParam.WINDOW.value: 100,
+            ModelParam.SOURCE.value: ModelSource.TRAINED.value})
+        errors = prot.validate()
+        self.assertTrue(any("window 100" in e for e in errors), errors)
+        self.assertTrue(any("trained model" in e for e in errors), errors)
