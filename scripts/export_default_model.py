@@ -23,6 +23,22 @@ from bilayer.model.zoo import DEFAULT_MODEL_FILE
 TARGET = Path(__file__).resolve().parents[1] / "core" / "bilayer" / "model" / DEFAULT_MODEL_FILE
 
 
+def _to_half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Float weights in float16, keeping tensors that several keys share shared (MONAI's DynUNet
+    names each deep layer twice), so the file holds every weight once."""
+    converted: dict[tuple[int, torch.Size, tuple[int, ...]], torch.Tensor] = {}
+    half = {}
+    for key, tensor in state.items():
+        if not tensor.is_floating_point():
+            half[key] = tensor
+            continue
+        alias = (tensor.data_ptr(), tensor.shape, tensor.stride())
+        if alias not in converted:
+            converted[alias] = tensor.to(torch.float16)
+        half[key] = converted[alias]
+    return half
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="the trained checkpoint (e.g. runs/default/best.bilayer.pt)")
@@ -30,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=TARGET, help=f"where to write (default: {TARGET})")
     args = p.parse_args(argv)
     info, state = read_checkpoint(args.checkpoint)
-    half = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
+    half = _to_half(state)
     info = dataclasses.replace(info, source=args.name, training={**info.training, "exported_from": args.checkpoint.name})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_checkpoint(args.out, info, half, overwrite=True)

@@ -29,3 +29,4 @@ def test_main_command_installs_then_runs_bilayer():
     install, _, run = command.partition(" && ")
     assert install.startswith("pip install torch==2.13.0 ")
     assert run.startswith("bilayer ")
+    assert "bilayer segment " in run and "--model" not in run  # the embedded default model
