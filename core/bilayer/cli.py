@@ -249,12 +249,14 @@ def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None,
               help="Folder for <stem>_components.mrc. [default: beside each mask]")
 @click.option("--min-size", type=click.IntRange(min=0), default=0, show_default=True,
               help="Drop membranes smaller than this many voxels.")
+@click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=_VOXEL_SIZE_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def components(masks: tuple[Path, ...], out_dir: Path | None, min_size: int, overwrite: bool) -> None:
+def components(masks: tuple[Path, ...], out_dir: Path | None, min_size: int, voxel_size: float | None,
+               overwrite: bool) -> None:
     """Label connected membranes of binary masks (26-connectivity; 1 = the largest)."""
     from bilayer.postprocess import connected_components
 
-    for path, volume, target in _each_mask(masks, out_dir, "_components.mrc", overwrite):
+    for path, volume, target in _each_mask(masks, out_dir, "_components.mrc", overwrite, voxel_size):
         found = connected_components(np.asarray(volume.data) > 0, min_size=min_size)
         dtype = np.float32 if found.count > np.iinfo(np.uint16).max else None
         write_volume(target, volume.with_data(found.labels), dtype=dtype, overwrite=overwrite, protect=[path])
@@ -265,19 +267,22 @@ def components(masks: tuple[Path, ...], out_dir: Path | None, min_size: int, ove
 @click.argument("masks", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for <stem>_skeleton.mrc. [default: beside each mask]")
+@click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=_VOXEL_SIZE_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def skeletonize(masks: tuple[Path, ...], out_dir: Path | None, overwrite: bool) -> None:
+def skeletonize(masks: tuple[Path, ...], out_dir: Path | None, voxel_size: float | None, overwrite: bool) -> None:
     """One-voxel surface skeletons of membrane masks (MemBrain-seg's Hessian method)."""
     from bilayer.postprocess import skeletonize as surface_skeleton
 
-    for path, volume, target in _each_mask(masks, out_dir, "_skeleton.mrc", overwrite):
+    for path, volume, target in _each_mask(masks, out_dir, "_skeleton.mrc", overwrite, voxel_size):
         skeleton = surface_skeleton(np.asarray(volume.data) > 0)
         write_volume(target, volume.with_data(skeleton.astype(np.int8)), overwrite=overwrite, protect=[path])
         click.echo(f"{target}  {int(skeleton.sum())} skeleton voxels")
 
 
-def _each_mask(masks: Sequence[Path], out_dir: Path | None, suffix: str, overwrite: bool) -> Any:
-    """(path, volume, output path) per mask, after checking every output can be written."""
+def _each_mask(masks: Sequence[Path], out_dir: Path | None, suffix: str, overwrite: bool,
+               voxel_size: float | None = None) -> Any:
+    """(path, volume, output path) per mask, after checking every output can be written; ``voxel_size``
+    (Å) replaces the headers' and goes into the outputs."""
     from bilayer.io import check_output_path, ensure_output_dir, read_volume
 
     targets = []
@@ -287,7 +292,7 @@ def _each_mask(masks: Sequence[Path], out_dir: Path | None, suffix: str, overwri
         check_output_path(target, overwrite=overwrite, protect=masks)
         targets.append(target)
     for path, target in zip(masks, targets):
-        yield path, read_volume(path), target
+        yield path, read_volume(path, voxel_size=voxel_size), target
 
 
 def _window_progress(name: str) -> Any:

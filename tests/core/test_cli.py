@@ -315,3 +315,8 @@ def test_components_and_skeletonize_commands(tmp_path, capsys):
     assert skeleton[(10, *interior)].all() and not skeleton[(slice(8, 10), *interior)].any()
     assert not skeleton[(slice(11, 13), *interior)].any()
     assert read_volume(tmp_path / "sk" / "m_skeleton.mrc").voxel_size == pytest.approx((12.0,) * 3)
+    for command, name in (("skeletonize", "m_skeleton.mrc"), ("components", "m_components.mrc")):
+        code, _, err = run(capsys, command, str(path), "--out", str(tmp_path / "vs"), "--voxel-size", "14")
+        assert code == 0, err
+        assert read_volume(tmp_path / "vs" / name).voxel_size == pytest.approx((14.0,) * 3)
+    assert read_volume(path).voxel_size == pytest.approx((12.0,) * 3)  # the input is untouched

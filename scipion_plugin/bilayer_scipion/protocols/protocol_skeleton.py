@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import os
 
-from pwem.convert.headers import setMRCSamplingRate
 from pyworkflow import BETA
 from pyworkflow.protocol import GE, BooleanParam, IntParam, PointerParam
 from pyworkflow.utils import Message
@@ -78,19 +77,17 @@ class ProtBilayerSkeleton(ProtBilayerBase):
     # --------------------------- STEPS functions ------------------------------
     def skeletonStep(self, tsId: str) -> None:
         """Run ``bilayer skeletonize`` and/or ``bilayer components`` on one mask."""
-        link, out = self._inputLink(tsId), os.path.abspath(self._getExtraPath())
+        # Scipion's sampling rate, not the mask header's, goes into the outputs.
+        common = [self._inputLink(tsId), "--out", os.path.abspath(self._getExtraPath()),
+                  "--voxel-size", repr(float(self._itemsByTsId[tsId].getSamplingRate())), "--overwrite"]
         calls = []
         if self._value(SkeletonParam.SKELETON):
-            calls.append(["skeletonize", link, "--out", out, "--overwrite"])
+            calls.append(["skeletonize", *common])
         if self._value(SkeletonParam.COMPONENTS):
-            calls.append(["components", link, "--out", out, "--min-size", str(self._value(SkeletonParam.MIN_SIZE)),
-                          "--overwrite"])
+            calls.append(["components", *common, "--min-size", str(self._value(SkeletonParam.MIN_SIZE))])
         for args in calls:
             if not self._runEngine(tsId, args).ok:
                 return
-        for path in self._outputFiles(tsId).values():
-            # These engine commands keep the mask header's voxel size; Scipion's sampling rate wins.
-            setMRCSamplingRate(path, self._itemsByTsId[tsId].getSamplingRate())
 
     # --------------------------- UTILS functions ------------------------------
     def _value(self, param: SkeletonParam):  # noqa: ANN202  (the parameter's own type)
