@@ -9,6 +9,11 @@ The YAML file holds one mapping of generator settings (SynthConfig fields) per s
 so a set can be rebuilt exactly. Files: ``imagesTr/synth_NNNNN_0000.mrc`` (float32, the
 scene's voxel size in the header) and ``labelsTr/synth_NNNNN.mrc`` (int8: 0, 1, 2), the same
 under ``imagesVal/``/``labelsVal/``, and ``dataset.json`` with the settings.
+
+``--resample-to 10`` shows the network what ``bilayer segment`` feeds it: each scene is drawn
+at its own voxel size (from ``voxel_size_range``) on a cube covering the section's ``shape`` at
+the target voxel size, then resampled to it, the image as the predictor does (Fourier
+cropping or padding) and the labels by trilinear weights of each class.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 VAL_SEED_OFFSET = 1_000_000
@@ -33,8 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val", type=int, default=0, help="validation tomograms (imagesVal/, labelsVal/)")
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--resample-to", type=float, default=None, metavar="VOXEL_SIZE",
+                   help="draw each scene at its own voxel size, then resample it to this one (Å)")
     args = p.parse_args(argv)
     settings = yaml.safe_load(args.config.read_text())[args.section]
+    if args.resample_to is not None:
+        shape = settings.get("shape", [128, 128, 128])
+        if len(set(shape)) != 1 or not args.resample_to > 0:
+            p.error(f"--resample-to needs a cubic shape in section {args.section!r} and a positive voxel size")
+        settings = {**settings, "resample_to": args.resample_to}
     jobs = [("Tr", args.seed + i, i) for i in range(args.train)]
     jobs += [("Val", args.seed + VAL_SEED_OFFSET + i, i) for i in range(args.val)]
     for split in ("Tr", "Val"):
@@ -54,15 +67,47 @@ def _write(job: tuple) -> str:
     from bilayer.io import write_volume
 
     out, settings, split, seed, index = job
+    settings = dict(settings)
+    target = settings.pop("resample_to", None)
+    if target is not None:
+        low, high = settings.get("voxel_size_range", SynthConfig.voxel_size_range)
+        drawn = float(np.random.default_rng([seed, 7]).uniform(low, high))
+        edge = int(round(settings.get("shape", [128])[0] * target / drawn))
+        settings.update(voxel_size=drawn, shape=[edge + edge % 2] * 3)
     scene = generate_tomogram(SynthConfig.from_dict(settings), seed=seed)
+    image, labels, voxel_size = scene.image, scene.labels, scene.voxel_size
+    if target is not None:
+        size = int(round(image.shape[0] * voxel_size / target))
+        image, labels, voxel_size = _resample(image, size), _resample_labels(labels, size), target
     name = f"synth_{index:05d}"
-    label = [f"bilayer synthetic seed {seed}"]
-    write_volume(out / f"images{split}" / f"{name}_0000.mrc", scene.image, voxel_size=scene.voxel_size,
+    label = [f"bilayer synthetic seed {seed}" + (f", drawn at {scene.voxel_size:.2f} Å" if target else "")]
+    write_volume(out / f"images{split}" / f"{name}_0000.mrc", image, voxel_size=voxel_size, labels=label,
+                 overwrite=True)
+    write_volume(out / f"labels{split}" / f"{name}.mrc", labels.astype("int8"), voxel_size=voxel_size,
                  labels=label, overwrite=True)
-    write_volume(out / f"labels{split}" / f"{name}.mrc", scene.labels.astype("int8"), voxel_size=scene.voxel_size,
-                 labels=label, overwrite=True)
-    membrane = float((scene.labels == 1).mean())
+    membrane = float((labels == 1).mean())
     return f"{split} {name} seed {seed}: {scene.voxel_size:.1f} Å, membrane {100 * membrane:.1f}%"
+
+
+def _resample(image: np.ndarray, size: int) -> np.ndarray:
+    """The cube ``image`` at ``size`` voxels a side, resampled as the predictor resamples windows."""
+    import torch
+
+    from bilayer.preprocess.pixel_size import fourier_resample
+
+    x = fourier_resample(torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None], size)[0, 0]
+    x = x.numpy()
+    return ((x - x.mean()) / max(float(x.std()), 1e-6)).astype(np.float32)
+
+
+def _resample_labels(labels: np.ndarray, size: int) -> np.ndarray:
+    """Labels 0/1/2 at ``size`` voxels a side: each voxel takes the class of largest trilinear weight."""
+    import torch
+    import torch.nn.functional as F
+
+    onehot = torch.stack([torch.from_numpy(labels == c) for c in (0, 1, 2)]).float()[None]
+    weights = F.interpolate(onehot, size=(size,) * 3, mode="trilinear", align_corners=False)[0]
+    return weights.argmax(0).numpy().astype(np.uint8)
 
 
 if __name__ == "__main__":

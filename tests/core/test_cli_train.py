@@ -94,6 +94,7 @@ def test_finetune_continues_a_bilayer_checkpoint(tmp_path, capsys):
     assert recipe["learning_rate"] == pytest.approx(1e-5)  # MemBrain-seg's fine-tuning rate
     info = load_checkpoint(tmp_path / "tuned" / "last.bilayer.pt").info
     assert "finetune" in info.source and info.network.filters == (8, 16, 32, 64)
+    assert info.training["recipe"]["network"]["filters"] == [8, 16, 32, 64]  # the model's, not the default's
 
 
 def test_evaluate_prints_and_writes_the_scores(tmp_path, capsys):
