@@ -93,11 +93,11 @@ def _resample(image: np.ndarray, size: int) -> np.ndarray:
     """The cube ``image`` at ``size`` voxels a side, resampled as the predictor resamples windows."""
     import torch
 
+    from bilayer.preprocess.normalise import standardisation
     from bilayer.preprocess.pixel_size import fourier_resample
 
-    x = fourier_resample(torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None], size)[0, 0]
-    x = x.numpy()
-    return ((x - x.mean()) / max(float(x.std()), 1e-6)).astype(np.float32)
+    x = fourier_resample(torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None], size)[0, 0].numpy()
+    return standardisation(x).apply(x)
 
 
 def _resample_labels(labels: np.ndarray, size: int) -> np.ndarray:

@@ -255,17 +255,16 @@ class _Run:
 
 
 def _model_info(config: TrainConfig, init: LoadedModel | None) -> ModelInfo:
-    facts = {"recipe": config.to_dict()}
     if init is None:
         return ModelInfo(network=config.network, voxel_size=config.voxel_size,
                          normalisation=Normalisation.TOMOGRAM_ZSCORE, axis_order=AxisOrder.ZYX,
-                         source="bilayer train", training=facts)
+                         source="bilayer train", training={"recipe": config.to_dict()})
     if not math.isclose(init.info.voxel_size, config.voxel_size, rel_tol=1e-3):
         log.warning("fine-tuning a %.3g Å model on data declared %.3g Å; the new model is stored at %.3g Å",
                     init.info.voxel_size, config.voxel_size, config.voxel_size)
-    facts = {"recipe": replace(config, network=init.info.network).to_dict()}  # the network actually trained
+    recipe = replace(config, network=init.info.network).to_dict()  # the network actually trained
     return replace(init.info, voxel_size=config.voxel_size, source=f"bilayer finetune of {init.path.name}",
-                   training={**facts, "initial": init.info.source})
+                   training={"recipe": recipe, "initial": init.info.source})
 
 
 def _quiet_worker(_: int) -> None:
