@@ -60,10 +60,10 @@ INNER_TIME = {
     "membrain-seg": re.compile(r"^segment_s=([0-9.]+)$", re.MULTILINE),
     "bilayer": re.compile(r", ([0-9.]+) s → .*_seg\.mrc$", re.MULTILINE),
 }
-VARIANTS = {  # Bilayer variant -> (overlap, precision)
-    "default": (None, None),  # the InferenceConfig defaults
-    "matched": (MEMBRAIN_OVERLAP, "float32"),
-    "fast": (0.25, None),
+VARIANTS = {  # Bilayer variant -> (overlap, precision, padding)
+    "default": (None, None, None),  # the InferenceConfig defaults
+    "matched": (MEMBRAIN_OVERLAP, "float32", "zeros"),  # MemBrain-seg's arithmetic, so its exact scores
+    "fast": (0.25, None, None),
 }
 
 
@@ -217,16 +217,17 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path, flops: int) -> 
     result["runs"]["membrain-seg"] = reference
 
     for variant in args.variants:
-        overlap, precision = _settings(variant)
+        overlap, precision, padding = _settings(variant)
         out_dir = folder / f"bilayer-{variant}"
         argv = [sys.executable, "-m", "bilayer", "segment", tomo, "--model", ckpt, "--out", out_dir, "--scores"]
         argv += ["--no-preview", "--device", "cpu", tta, "--window", WINDOW, "--overlap", overlap]
-        ran = run_measured([*argv, "--precision", precision], folder / f"bilayer-{variant}.log")
+        ran = run_measured([*argv, "--precision", precision, "--padding", padding], folder / f"bilayer-{variant}.log")
         ran.check(f"Bilayer ({variant}) on {case.name}")
         b_mask = _read(out_dir / f"{tomo.stem}_seg.mrc") > 0
         b_scores = _read(out_dir / f"{tomo.stem}_scores.mrc")
         n_windows = windows(case.shape, overlap)
-        run = {"tool": "bilayer", "variant": variant, "overlap": overlap, "precision": precision, "windows": n_windows}
+        run = {"tool": "bilayer", "variant": variant, "overlap": overlap, "precision": precision, "padding": padding,
+               "windows": n_windows}
         run.update(_summary("bilayer", ran, total * n_windows, b_mask, labels, tomo, out_dir))
         run.update(compare(mask, scores, b_mask, b_scores))
         run["time_ratio"] = reference["wall_s"] / run["wall_s"]
@@ -235,13 +236,14 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path, flops: int) -> 
     return result
 
 
-def _settings(variant: str) -> tuple[float, str]:
-    """Overlap and precision of a Bilayer variant; ``None`` in :data:`VARIANTS` means Bilayer's default."""
+def _settings(variant: str) -> tuple[float, str, str]:
+    """Overlap, precision and padding of a Bilayer variant; ``None`` in :data:`VARIANTS` means Bilayer's default."""
     from bilayer.infer import InferenceConfig
 
-    overlap, precision = VARIANTS[variant]
+    overlap, precision, padding = VARIANTS[variant]
     defaults = InferenceConfig()
-    return (defaults.overlap if overlap is None else overlap), (precision or defaults.precision.value)
+    return ((defaults.overlap if overlap is None else overlap), (precision or defaults.precision.value),
+            (padding or defaults.padding.value))
 
 
 def _summary(

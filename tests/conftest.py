@@ -15,6 +15,8 @@ REAL = DATA / "real"
 TARDIS_CROP = REAL / "tardis_et_crop_78x64x32.mrc"
 VISFD_CROP = REAL / "visfd_membrane_crop_16.rec"
 CRYOCOMPARE_SLICE = REAL / "cryocompare_sars2_virions_slice2d_928x960.tif"
+#: Real microtubules in noise, no membrane at all: a negative control for the default model.
+CYLINDRA_MT = REAL / "cylindra_13pf_mt_36x206x94.mrc"
 #: A real MemBrain-seg 0.0.10 Lightning checkpoint of a tiny network (see tests/data/membrain/README.md).
 MEMBRAIN_TINY_CKPT = DATA / "membrain" / "membrain_seg_0.0.10_tiny.ckpt"
 
@@ -23,6 +25,12 @@ MEMBRAIN_TINY_CKPT = DATA / "membrain" / "membrain_seg_0.0.10_tiny.ckpt"
 def real_crop_paths() -> dict[str, Path]:
     """The shipped real crops, read-only: tardis (legacy header, uint8), visfd (int16, IMOD)."""
     return {"tardis": TARDIS_CROP, "visfd": VISFD_CROP}
+
+
+@pytest.fixture(scope="session")
+def real_microtubules() -> Path:
+    """The shipped real crop without membranes (cylindra's microtubules, 10.52 Å), read-only."""
+    return CYLINDRA_MT
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import numpy as np
 
 from bilayer._version import __version__
 from bilayer.errors import BilayerError
-from bilayer.infer.config import InferenceConfig, Precision, TtaGrid
+from bilayer.infer.config import InferenceConfig, Padding, Precision, TtaGrid
 from bilayer.io import write_volume
 
 __all__ = ["main", "cli"]
@@ -191,6 +191,9 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
               help="Window edge in the model's voxels, a multiple of 32.")
 @click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=_INFER.overlap, show_default=True,
               help="Fraction of a window shared with its neighbours (MemBrain-seg uses 0.5).")
+@click.option("--padding", type=click.Choice([p.value for p in Padding]), default=_INFER.padding.value,
+              show_default=True, help="What fills a window along an axis the tomogram is shorter than: reflect: "
+              "the tomogram mirrored; zeros: MemBrain-seg's (its exact scores; marks noise in thin tomograms).")
 @click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=_VOXEL_SIZE_HELP)
 @click.option("--rescale/--no-rescale", default=_INFER.rescale, show_default=True,
               help="Resample windows to the model's voxel size and back; --no-rescale only for tomograms already "
@@ -210,7 +213,7 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
 @click.option("--preview/--no-preview", default=True, show_default=True, help="Write <stem>_preview.png.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None, tta: bool, tta_grid: str,
-            window: int, overlap: float, voxel_size: float | None, rescale: bool, threshold: float, scores: bool,
+            window: int, overlap: float, padding: str, voxel_size: float | None, rescale: bool, threshold: float, scores: bool,
             components: bool,
             min_size: int, skeleton: bool, device: str, precision: str, batch_size: int, preview: bool,
             overwrite: bool) -> int:
@@ -224,7 +227,7 @@ def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None,
     from bilayer.io import ensure_output_dir
 
     config = InferenceConfig(window=window, overlap=overlap, tta=tta, tta_grid=tta_grid, batch_size=batch_size,
-                             precision=precision, threshold=threshold, rescale=rescale)
+                             precision=precision, threshold=threshold, rescale=rescale, padding=padding)
     outputs = OutputOptions(scores=scores, components=components, min_size=min_size, skeleton=skeleton,
                             preview=preview)
     folder = ensure_output_dir(out_dir)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bilayer.errors import BilayerError, ConfigError, InputFileError
-from bilayer.infer.config import InferenceConfig, Precision
+from bilayer.infer.config import InferenceConfig, Padding, Precision
 from bilayer.infer.pipeline import OutputOptions, output_paths
 from bilayer.io import atomic_open
 from bilayer_relion._job import Job, JobFailed, JobParser, Node, NodeType, device_from_gpu, run_program, yes_no
@@ -63,6 +63,8 @@ def build_parser() -> JobParser:
                  f"[default: {_INFER.window}]")
     p.add_option("overlap", kind=float, help="Fraction of a window shared with its neighbours. "
                  f"[default: {_INFER.overlap:g}]")
+    p.add_option("padding", help="What fills a window past the faces of a tomogram thinner than it: "
+                 f"{', '.join(x.value for x in Padding)} (zeros is MemBrain-seg's). [default: {_INFER.padding.value}]")
     p.add_option("scores", kind=yes_no, help="Also write <stem>_scores.mrc (float32 logits). "
                  f"[default: {_yes(_OUTPUTS.scores)}]")
     p.add_option("components", kind=yes_no, help="Also write <stem>_components.mrc (connected membranes, 1 = "
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace, job: Job) -> list[Node]:
     config = InferenceConfig(
         window=_pick(args.window, _INFER.window), overlap=_pick(args.overlap, _INFER.overlap),
         tta=_pick(args.tta, _INFER.tta), batch_size=_pick(args.batch_size, _INFER.batch_size),
-        precision=_pick(args.precision, _INFER.precision), threshold=_pick(args.threshold, _INFER.threshold))
+        precision=_pick(args.precision, _INFER.precision), threshold=_pick(args.threshold, _INFER.threshold),
+        padding=_pick(args.padding, _INFER.padding))
     outputs = OutputOptions(
         scores=_pick(args.scores, _OUTPUTS.scores), components=_pick(args.components, _OUTPUTS.components),
         min_size=_pick(args.min_size, _OUTPUTS.min_size), skeleton=_pick(args.skeleton, _OUTPUTS.skeleton),

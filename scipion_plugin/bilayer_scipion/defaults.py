@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["finetune_overrides", "inference", "inference_error", "output_suffix", "precisions", "training",
+__all__ = ["finetune_overrides", "inference", "inference_error", "output_suffix", "paddings", "precisions", "training",
            "training_error", "training_precisions"]
 
 #: Files ``bilayer segment`` writes per tomogram, by kind (DESIGN.md §3: ``<stem><suffix>``).
@@ -33,6 +33,14 @@ def precisions() -> list[str]:
 
     default = inference().precision.value
     return [default] + [p.value for p in Precision if p.value != default]
+
+
+def paddings() -> list[str]:
+    """The window paddings the engine accepts, default first."""
+    from bilayer.infer.config import Padding
+
+    default = inference().padding.value
+    return [default] + [p.value for p in Padding if p.value != default]
 
 
 def inference_error(**values: Any) -> str | None:

@@ -154,6 +154,31 @@ def test_grid_mirror_places_windows_as_monai_on_the_flipped_volume(rng, shape, a
     assert np.abs(ours - _blend(volume, lambda x: torch.flip(conv(torch.flip(x, dims)), dims), roi=ROI)).max() > 0.1
 
 
+@pytest.mark.parametrize("shape", [(20, 50, 37), (17, 19, 23), (1, 40, 9), (31, 32, 70)])
+@pytest.mark.parametrize("axes", [(), (0,), (0, 2)])
+def test_reflect_padding_equals_monai_on_the_mirror_padded_volume(rng, shape, axes):
+    """Along an axis shorter than the window, the window holds the tomogram mirrored at its faces
+    (edge voxel not repeated, as numpy's ``reflect``), placed where MONAI puts its zeros."""
+    raw = rng.integers(-500, 500, shape).astype(np.int16)
+    offset, scale = 7.0, 1 / 250.0
+    normalised = (raw.astype(np.float32) - np.float32(offset)) * np.float32(scale)
+    conv, dims = _random_conv(7), [a + 2 for a in axes]
+    predict = lambda x: torch.flip(conv(torch.flip(x, dims)), dims) if dims else conv(x)  # noqa: E731
+    ours = _blend(raw, predict, roi=ROI, overlap=0.5, normalise=(offset, scale), padding="reflect", grid_mirror=axes)
+    flipped = np.ascontiguousarray(np.flip(normalised, axes))
+    pads = [((r - n) // 2, r - n - (r - n) // 2) if n < r else (0, 0) for n, r in zip(shape, ROI)]
+    padded = flipped
+    for axis, pad in enumerate(pads):  # a single section mirrors onto itself: numpy's "edge" there
+        width = [(0, 0)] * 3
+        width[axis] = pad
+        padded = np.pad(padded, width, mode="reflect" if shape[axis] > 1 else "edge")
+    inside = tuple(slice(a, a + n) for (a, _), n in zip(pads, shape))
+    expected = np.flip(_monai(np.ascontiguousarray(padded), conv)[inside], axes)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+    zeros = _blend(raw, predict, roi=ROI, overlap=0.5, normalise=(offset, scale), grid_mirror=axes)
+    assert np.abs(ours - zeros).max() > 1e-3  # every shape has a short axis: the padding shows
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.uint8, np.float32])
 def test_read_only_memmap_equals_float32_array(tmp_path, rng, dtype):
     shape = (45, 34, 40)
@@ -234,7 +259,7 @@ def test_peak_memory_is_bounded_and_independent_of_depth(tmp_path):
     (dict(roi=(0, 32, 32)), "roi"), (dict(roi=(32, 32)), "roi"), (dict(overlap=1.0), "overlap"),
     (dict(overlap=-0.5), "overlap"), (dict(batch_size=0), "batch_size"), (dict(normalise=(0.0, 0.0)), "normalise"),
     (dict(normalise=(float("nan"), 1.0)), "normalise"), (dict(sigma_scale=0.0), "sigma_scale"),
-    (dict(grid_mirror=(3,)), "grid_mirror"),
+    (dict(grid_mirror=(3,)), "grid_mirror"), (dict(padding="edge"), "padding"),
 ])
 def test_bad_options_raise_config_error(options, message):
     volume = np.zeros((8, 8, 8), np.float32)

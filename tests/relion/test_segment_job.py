@@ -177,6 +177,21 @@ def test_a_bad_star_file_fails_with_a_clear_message_and_no_outputs(tomograms, to
     assert not Path(JOB, "tomograms").exists()
 
 
+def test_padding_reaches_the_engine(project, tomogram_files, tomogram_set, membrain_tiny_ckpt):
+    """A tomogram of 40 sections is thinner than the 64-voxel window, so the padding shows."""
+    tomograms = tomogram_files(["Tomograms/job007/tomograms/rec_TS_01.mrc"], shape=(40, 64, 64))
+    tomogram_set("Tomograms/job007/tomograms.star", tomograms)
+    assert _segment(membrain_tiny_ckpt, "--preview", "no", "--scores", "yes", "--padding", "zeros") == 0
+    scores = read_volume(Path(JOB, "tomograms", "rec_TS_01_scores.mrc")).data
+    for padding, same in (("zeros", True), ("reflect", False)):
+        predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, tta=False, padding=padding),
+                                              "cpu")
+        expected = segment_file(tomograms[0], f"expected_{padding}", predictor, voxel_size=VOXEL_SIZE,
+                                outputs=OutputOptions(preview=False, scores=True))
+        close = np.allclose(scores, read_volume(expected.outputs["scores"]).data, atol=1e-6)
+        assert close is same, padding
+
+
 def test_continuing_with_other_settings_is_refused(tomograms, membrain_tiny_ckpt, capsys):
     assert _segment(membrain_tiny_ckpt, "--preview", "no") == 0
     assert _segment(membrain_tiny_ckpt, "--preview", "no", "--threshold", "0.5") == EXIT_USAGE

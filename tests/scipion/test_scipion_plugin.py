@@ -137,6 +137,7 @@ def test_form_defaults_are_the_engines():
     assert (segment.window.get(), segment.overlap.get(), segment.tta.get(), segment.threshold.get(),
             segment.rescale.get()) == (engine.window, engine.overlap, engine.tta, engine.threshold, engine.rescale)
     assert defaults.precisions()[segment.precision.get()] == engine.precision.value
+    assert defaults.paddings()[segment.padding.get()] == engine.padding.value
     recipe = TrainConfig()
     assert (train.patchSize.get(), train.batchSize.get(), train.stepsPerEpoch.get(), train.seed.get(),
             train.compileNetwork.get()) == (recipe.patch_size, recipe.batch_size, recipe.steps_per_epoch,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from bilayer.errors import ConfigError
 
-__all__ = ["InferenceConfig", "Precision", "TtaGrid"]
+__all__ = ["InferenceConfig", "Padding", "Precision", "TtaGrid"]
 
 _WINDOW_MULTIPLE = 32  # five 2× down-samplings in the U-Net
 
@@ -25,6 +25,18 @@ class Precision(str, enum.Enum):
     BFLOAT16 = "bfloat16"
     FLOAT16 = "float16"
     """GPU only."""
+
+
+class Padding(str, enum.Enum):
+    """What fills a window where it reaches past a tomogram shorter than the window."""
+
+    REFLECT = "reflect"
+    """The tomogram mirrored at its faces (edge voxel not repeated): the window sees tomogram-like
+    texture everywhere, so instance normalisation and the network's context are not upset."""
+    ZEROS = "zeros"
+    """Zeros after normalisation, as MONAI and MemBrain-seg pad: reproduces their scores exactly,
+    but a network trained on patches cut from inside tomograms can mark the noise next to a
+    large zero block as membrane."""
 
 
 class TtaGrid(str, enum.Enum):
@@ -54,6 +66,8 @@ class InferenceConfig:
         rescale: resample windows to the model's voxel size when the tomogram's differs.
         rescale_like_membrain: reproduce MemBrain-seg's resampling exactly, including its
             (old/new)³ intensity scaling; off, intensities are kept.
+        padding: what fills a window along an axis shorter than it (:class:`Padding`);
+            ``zeros`` reproduces MemBrain-seg's scores on such tomograms.
     """
 
     window: int = 160
@@ -65,6 +79,7 @@ class InferenceConfig:
     threshold: float = 0.0
     rescale: bool = True
     rescale_like_membrain: bool = False
+    padding: Padding = Padding.REFLECT
 
     def __post_init__(self) -> None:
         if self.window < _WINDOW_MULTIPLE or self.window % _WINDOW_MULTIPLE:
@@ -75,7 +90,7 @@ class InferenceConfig:
             raise ConfigError(f"batch_size {self.batch_size} must be at least 1")
         if not math.isfinite(self.threshold):
             raise ConfigError(f"threshold {self.threshold} must be a finite number")
-        for name, choice in (("precision", Precision), ("tta_grid", TtaGrid)):
+        for name, choice in (("precision", Precision), ("tta_grid", TtaGrid), ("padding", Padding)):
             try:
                 object.__setattr__(self, name, choice(getattr(self, name)))
             except ValueError as e:

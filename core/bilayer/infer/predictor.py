@@ -102,7 +102,7 @@ class Predictor:
         norm = standardisation(volume.data, name=name)
         roi, predict_fn = self._window_plan(volume.isotropic_voxel_size)
         blend = functools.partial(blend_windows, volume.data, roi=(roi,) * 3, overlap=self.config.overlap,
-                                  normalise=(norm.offset, norm.scale))
+                                  normalise=(norm.offset, norm.scale), padding=self.config.padding)
         config = self.config
         if not config.tta:
             blend(predict_fn, emit=emit, batch_size=config.batch_size, progress=progress)

@@ -3,7 +3,8 @@
 These are pure functions over arrays and a ``predict_fn``; they never see a model, a device
 choice or a file. Window placement, zero padding and the Gaussian importance map reproduce
 MONAI's ``sliding_window_inference(mode="gaussian")`` as used by MemBrain-seg, so the same
-``predict_fn`` gives the same scores. Unlike MONAI, the tomogram is never converted or padded
+``predict_fn`` gives the same scores; reflect padding is the alternative for tomograms thinner
+than a window. Unlike MONAI, the tomogram is never converted or padded
 as a whole: each window is read, cast to float32 and normalised as it is needed, and finished
 (z, y, x) slabs are handed to ``emit`` as soon as no later window touches them, so memory is
 bounded by :func:`slab_buffer_bytes`, independent of the tomogram's depth.
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from bilayer.errors import ConfigError
+from bilayer.infer.config import Padding
 
 __all__ = ["EmitFn", "PredictFn", "ProgressFn", "SlabCollector", "blend_windows", "gaussian_weights",
            "mirror_symmetric", "slab_buffer_bytes", "window_starts"]
@@ -157,12 +159,13 @@ def blend_windows(
     sigma_scale: float = 0.125,
     progress: ProgressFn | None = None,
     grid_mirror: tuple[int, ...] = (),
+    padding: Padding | str = Padding.ZEROS,
 ) -> None:
     """Predict a tomogram window by window and emit Gaussian-blended scores slab by slab.
 
     Windows are placed as MONAI places them (:func:`window_starts` per axis, z-major order); an
-    axis shorter than the window is padded with zeros (after normalisation) on both sides,
-    ``(roi - size) // 2`` before, as MONAI does. Each window is read from ``volume``, cast to
+    axis shorter than the window is padded on both sides, ``(roi - size) // 2`` before, as MONAI
+    does: with zeros after normalisation (MONAI's) or with the tomogram mirrored at its faces. Each window is read from ``volume``, cast to
     float32 and normalised as ``(x - offset) * scale``, so the tomogram is never copied whole.
     Predictions are blended with :func:`gaussian_weights` and each finished z range is passed
     to ``emit`` in order, exactly once, as soon as no later window touches it.
@@ -182,6 +185,7 @@ def blend_windows(
             as MONAI places them on the mirrored volume. With ``with_mirroring(f, (axes,))`` this
             is one pass of MemBrain-seg's whole-tomogram TTA; their average over the 8 mirrorings
             reproduces it exactly even where the window grid is not mirror-symmetric.
+        padding: ``zeros`` (MONAI's, the default here) or ``reflect`` (:class:`Padding`).
 
     Raises:
         ConfigError: a bad option, a volume that is not 3-D and non-empty, or a ``predict_fn``
@@ -190,12 +194,13 @@ def blend_windows(
     grid = _Grid.plan(volume, roi, overlap, grid_mirror)
     batch_size = _check_positive("batch_size", batch_size)
     offset, scale = _check_normalise(normalise)
+    padding = _check_padding(padding)
     weights = _cached_weights(grid.roi, _check_sigma_scale(sigma_scale))
     buffer = _SlabBuffer(grid, weights.numpy(), emit)
     origins = grid.origins()
     batches = [origins[i:i + batch_size] for i in range(0, len(origins), batch_size)]
     logger.debug("blending %d windows of %s over %s in %d batches", len(origins), grid.roi, grid.shape, len(batches))
-    read = functools.partial(_read_batch, volume, grid, np.float32(offset), np.float32(scale))
+    read = functools.partial(_read_batch, volume, grid, np.float32(offset), np.float32(scale), padding)
     done = 0
     with torch.inference_mode():
         for batch_origins, weighted in _weighted_predictions(batches, read, predict_fn, weights):
@@ -270,21 +275,40 @@ class _Grid:
         return tuple(inside), tuple(window)
 
 
-def _read_batch(volume: np.ndarray, grid: _Grid, offset: np.float32, scale: np.float32,
+def _read_batch(volume: np.ndarray, grid: _Grid, offset: np.float32, scale: np.float32, padding: Padding,
                 origins: list[tuple[int, int, int]]) -> torch.Tensor:
     """Read, cast and normalise the windows at ``origins`` into one float32 (B, 1, *roi) batch."""
     batch = np.empty((len(origins), 1, *grid.roi), dtype=np.float32)
     for target, origin in zip(batch[:, 0], origins):
         inside, window = grid.clip(origin)
         part = target[window]
-        if part.shape != target.shape:
+        if part.shape != target.shape and padding is Padding.REFLECT:
+            block = volume[inside]  # a window sticks out only along axes it covers whole
+            index = np.ix_(*(_reflected(start, length, size) - cut.start
+                             for start, length, size, cut in zip(origin, grid.roi, grid.shape, inside)))
+            np.copyto(target, block[index], casting="unsafe")
+            part = target
+        elif part.shape != target.shape:
             target.fill(0.0)  # MONAI pads the normalised volume with zeros
-        np.copyto(part, volume[inside], casting="unsafe")
+            np.copyto(part, volume[inside], casting="unsafe")
+        else:
+            np.copyto(part, volume[inside], casting="unsafe")
         if offset != 0.0:
             part -= offset
         if scale != 1.0:
             part *= scale
     return torch.from_numpy(batch)
+
+
+def _reflected(start: int, length: int, size: int) -> np.ndarray:
+    """Indices ``start … start + length - 1`` folded into [0, size) by mirroring at both faces
+    without repeating the edge voxel (numpy's ``reflect``), however far they reach outside."""
+    index = np.arange(start, start + length)
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * (size - 1)
+    index = np.mod(index, period)
+    return np.where(index >= size, period - index, index)
 
 
 class _SlabBuffer:
@@ -373,3 +397,11 @@ def _check_normalise(normalise: tuple[float, float]) -> tuple[float, float]:
     if not (math.isfinite(offset) and math.isfinite(scale)) or scale == 0.0:
         raise ConfigError(f"normalise={normalise!r} needs a finite offset and a finite, non-zero scale")
     return offset, scale
+
+
+def _check_padding(padding: Padding | str) -> Padding:
+    try:
+        return Padding(padding)
+    except ValueError as e:
+        valid = ", ".join(p.value for p in Padding)
+        raise ConfigError(f"padding={padding!r} is not one of {valid}") from e

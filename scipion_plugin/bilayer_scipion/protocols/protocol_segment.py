@@ -28,6 +28,7 @@ class SegmentParam(str, enum.Enum):
     TTA = "tta"
     WINDOW = "window"
     OVERLAP = "overlap"
+    PADDING = "padding"
     RESCALE = "rescale"
     SCORES = "keepScores"
     COMPONENTS = "keepComponents"
@@ -112,6 +113,11 @@ class ProtBilayerSegment(ProtBilayerBase):
                       label="Window overlap (fraction)",
                       help="Fraction of a window shared with each neighbour, in [0, 1). MemBrain-seg uses 0.5; "
                            "0.25 is faster.")
+        form.addParam(SegmentParam.PADDING.value, EnumParam, choices=defaults.paddings(), default=0,
+                      expertLevel=LEVEL_ADVANCED, label="Padding of thin tomograms",
+                      help="What fills a window past the faces of a tomogram thinner than the window (often "
+                           "along z): reflect mirrors the tomogram; zeros is MemBrain-seg's (its exact "
+                           "scores), which can make the network mark the noise of thin tomograms.")
         form.addParam(SegmentParam.PRECISION.value, EnumParam, choices=defaults.precisions(), default=0,
                       expertLevel=LEVEL_ADVANCED, label="Arithmetic",
                       help="Number format of the network: auto uses bfloat16 where the hardware has it "
@@ -144,6 +150,7 @@ class ProtBilayerSegment(ProtBilayerBase):
                 "--tta" if self._value(SegmentParam.TTA) else "--no-tta",
                 "--window", str(self._value(SegmentParam.WINDOW)),
                 "--overlap", repr(float(self._value(SegmentParam.OVERLAP))),
+                "--padding", self._padding(),
                 "--precision", self._precision(),
                 "--batch-size", str(self._value(SegmentParam.BATCH_SIZE)),
                 *model_args(self), *self._deviceArgs(), "--no-preview", "--overwrite"]
@@ -162,6 +169,9 @@ class ProtBilayerSegment(ProtBilayerBase):
 
     def _precision(self) -> str:
         return defaults.precisions()[self._value(SegmentParam.PRECISION)]
+
+    def _padding(self) -> str:
+        return defaults.paddings()[self._value(SegmentParam.PADDING)]
 
     def _wanted(self) -> list[SegmentOutput]:
         wanted = [SegmentOutput.MASKS]
@@ -191,7 +201,7 @@ class ProtBilayerSegment(ProtBilayerBase):
         problem = defaults.inference_error(
             window=self._value(SegmentParam.WINDOW), overlap=self._value(SegmentParam.OVERLAP),
             threshold=self._value(SegmentParam.THRESHOLD), batch_size=self._value(SegmentParam.BATCH_SIZE),
-            precision=self._precision())
+            precision=self._precision(), padding=self._padding())
         if problem:
             errors.append(f"Invalid segmentation setting: {problem}.")
         return errors
