@@ -163,7 +163,10 @@ def test_reflect_padding_equals_monai_on_the_mirror_padded_volume(rng, shape, ax
     offset, scale = 7.0, 1 / 250.0
     normalised = (raw.astype(np.float32) - np.float32(offset)) * np.float32(scale)
     conv, dims = _random_conv(7), [a + 2 for a in axes]
-    predict = lambda x: torch.flip(conv(torch.flip(x, dims)), dims) if dims else conv(x)  # noqa: E731
+
+    def predict(x):
+        return torch.flip(conv(torch.flip(x, dims)), dims) if dims else conv(x)
+
     ours = _blend(raw, predict, roi=ROI, overlap=0.5, normalise=(offset, scale), padding="reflect", grid_mirror=axes)
     flipped = np.ascontiguousarray(np.flip(normalised, axes))
     pads = [((r - n) // 2, r - n - (r - n) // 2) if n < r else (0, 0) for n, r in zip(shape, ROI)]

@@ -3,11 +3,11 @@
 These are pure functions over arrays and a ``predict_fn``; they never see a model, a device
 choice or a file. Window placement, zero padding and the Gaussian importance map reproduce
 MONAI's ``sliding_window_inference(mode="gaussian")`` as used by MemBrain-seg, so the same
-``predict_fn`` gives the same scores; reflect padding is the alternative for tomograms thinner
-than a window. Unlike MONAI, the tomogram is never converted or padded
-as a whole: each window is read, cast to float32 and normalised as it is needed, and finished
-(z, y, x) slabs are handed to ``emit`` as soon as no later window touches them, so memory is
-bounded by :func:`slab_buffer_bytes`, independent of the tomogram's depth.
+``predict_fn`` gives the same scores; mirror padding is the alternative for tomograms thinner
+than a window. Unlike MONAI, the tomogram is never converted or padded as a whole: each window
+is read, cast to float32 and normalised as it is needed, and finished (z, y, x) slabs are handed
+to ``emit`` as soon as no later window touches them, so memory is bounded by
+:func:`slab_buffer_bytes`, independent of the tomogram's depth.
 """
 
 from __future__ import annotations
@@ -165,10 +165,11 @@ def blend_windows(
 
     Windows are placed as MONAI places them (:func:`window_starts` per axis, z-major order); an
     axis shorter than the window is padded on both sides, ``(roi - size) // 2`` before, as MONAI
-    does: with zeros after normalisation (MONAI's) or with the tomogram mirrored at its faces. Each window is read from ``volume``, cast to
-    float32 and normalised as ``(x - offset) * scale``, so the tomogram is never copied whole.
-    Predictions are blended with :func:`gaussian_weights` and each finished z range is passed
-    to ``emit`` in order, exactly once, as soon as no later window touches it.
+    does: with zeros after normalisation (MONAI's) or with the tomogram mirrored at its faces.
+    Each window is read from ``volume``, cast to float32 and normalised as ``(x - offset) * scale``,
+    so the tomogram is never copied whole. Predictions are blended with :func:`gaussian_weights`
+    and each finished z range is passed to ``emit`` in order, exactly once, as soon as no later
+    window touches it.
 
     Args:
         volume: the tomogram (z, y, x), any real dtype; a read-only ``np.memmap`` is fine.
@@ -282,17 +283,16 @@ def _read_batch(volume: np.ndarray, grid: _Grid, offset: np.float32, scale: np.f
     for target, origin in zip(batch[:, 0], origins):
         inside, window = grid.clip(origin)
         part = target[window]
-        if part.shape != target.shape and padding is Padding.REFLECT:
-            block = volume[inside]  # a window sticks out only along axes it covers whole
+        if part.shape == target.shape or padding is Padding.ZEROS:
+            if part.shape != target.shape:
+                target.fill(0.0)  # MONAI pads the normalised volume with zeros
+            np.copyto(part, volume[inside], casting="unsafe")
+        else:  # a window sticks out only along axes it covers whole, so the block holds every mirror
+            block = volume[inside]
             index = np.ix_(*(_reflected(start, length, size) - cut.start
                              for start, length, size, cut in zip(origin, grid.roi, grid.shape, inside)))
             np.copyto(target, block[index], casting="unsafe")
             part = target
-        elif part.shape != target.shape:
-            target.fill(0.0)  # MONAI pads the normalised volume with zeros
-            np.copyto(part, volume[inside], casting="unsafe")
-        else:
-            np.copyto(part, volume[inside], casting="unsafe")
         if offset != 0.0:
             part -= offset
         if scale != 1.0:
