@@ -213,10 +213,9 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
 @click.option("--preview/--no-preview", default=True, show_default=True, help="Write <stem>_preview.png.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None, tta: bool, tta_grid: str,
-            window: int, overlap: float, padding: str, voxel_size: float | None, rescale: bool, threshold: float, scores: bool,
-            components: bool,
-            min_size: int, skeleton: bool, device: str, precision: str, batch_size: int, preview: bool,
-            overwrite: bool) -> int:
+            window: int, overlap: float, padding: str, voxel_size: float | None, rescale: bool, threshold: float,
+            scores: bool, components: bool, min_size: int, skeleton: bool, device: str, precision: str,
+            batch_size: int, preview: bool, overwrite: bool) -> int:
     """Segment membranes in tomograms: writes <stem>_seg.mrc (int8 0/1) per input.
 
     The model is loaded once for all TOMOGRAMS; a tomogram that fails is reported on one

@@ -184,8 +184,8 @@ def test_padding_reaches_the_engine(project, tomogram_files, tomogram_set, membr
     assert _segment(membrain_tiny_ckpt, "--preview", "no", "--scores", "yes", "--padding", "zeros") == 0
     scores = read_volume(Path(JOB, "tomograms", "rec_TS_01_scores.mrc")).data
     for padding, same in (("zeros", True), ("reflect", False)):
-        predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, tta=False, padding=padding),
-                                              "cpu")
+        config = InferenceConfig(window=64, tta=False, padding=padding)
+        predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, config, "cpu")
         expected = segment_file(tomograms[0], f"expected_{padding}", predictor, voxel_size=VOXEL_SIZE,
                                 outputs=OutputOptions(preview=False, scores=True))
         close = np.allclose(scores, read_volume(expected.outputs["scores"]).data, atol=1e-6)
