@@ -330,15 +330,16 @@ def format_case(result: dict) -> str:
     shape = "×".join(map(str, result["shape"]))
     lines = [f"\n== {shape} voxels at {VOXEL_SIZE:g} Å, TTA {'on (8 mirrors)' if result['tta'] else 'off'} =="]
     head = (
-        f"{'tool':<32}{'windows':>8}{'wall s':>9}{'(inner)':>9}{'peak RSS MB':>13}{'time m/b':>10}{'RSS m/b':>9}"
+        f"{'tool':<40}{'windows':>8}{'wall s':>9}{'(inner)':>9}{'peak RSS MB':>13}{'time m/b':>10}{'RSS m/b':>9}"
         f"{'GFLOP/s':>9}{'Dice GT':>9}{'Dice vs m':>10}{'max|Δs|':>9}{'sign≠ %':>9}"
     )
     lines += [head, "-" * len(head)]
     for name, run in result["runs"].items():
-        label = name if run["tool"] == "membrain-seg" else f"{name} ({run['overlap']:g}, {run['precision']})"
+        label = name if run["tool"] == "membrain-seg" else \
+            f"{name} ({run['overlap']:g}, {run['precision']}, {run.get('padding', 'zeros')})"
         inner = f"({run['inner_s']:.1f})" if run["inner_s"] is not None else "?"
         cells = [
-            f"{label:<32}",
+            f"{label:<40}",
             f"{run['windows']:>8d}",
             f"{run['wall_s']:>9.1f}",
             f"{inner:>9}",
