@@ -27,20 +27,23 @@ def inference() -> Any:
     return InferenceConfig()
 
 
+def _default_first(choices: Any, default: Any) -> list[str]:
+    """The values of an engine enum with its default first: the order of a Scipion EnumParam."""
+    return [default.value] + [c.value for c in choices if c is not default]
+
+
 def precisions() -> list[str]:
     """The inference precisions the engine accepts, default first."""
     from bilayer.infer.config import Precision
 
-    default = inference().precision.value
-    return [default] + [p.value for p in Precision if p.value != default]
+    return _default_first(Precision, inference().precision)
 
 
 def paddings() -> list[str]:
     """The window paddings the engine accepts, default first."""
     from bilayer.infer.config import Padding
 
-    default = inference().padding.value
-    return [default] + [p.value for p in Padding if p.value != default]
+    return _default_first(Padding, inference().padding)
 
 
 def inference_error(**values: Any) -> str | None:
@@ -74,8 +77,7 @@ def training_precisions() -> list[str]:
     """The training precisions the engine accepts, default first."""
     from bilayer.train.config import TrainPrecision
 
-    default = training().precision.value
-    return [default] + [p.value for p in TrainPrecision if p.value != default]
+    return _default_first(TrainPrecision, training().precision)
 
 
 def training_error(values: dict[str, Any]) -> str | None:
