@@ -20,8 +20,8 @@ from bilayer.metrics import segmentation_scores
 from bilayer.model import default_model_path, read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Unseen seeds: training used 0-399, 1000000-1000015, 2000000-2000239 and 3000000-3000007; the model
-#: card's held-out sets 1500000-1500023 and 6000000-6000023.
+#: Unseen seeds: training used 0-399, 1000000-1000015, 2000000-2000239, 3000000-3000207 and
+#: 4000008-4000015; the model card's held-out sets 1500000-1500023, 6000000-6000023 and 8000000-8000015.
 SEEDS = (900002, 900003, 900004)
 
 try:
