@@ -52,7 +52,7 @@ def predictor():
 
 
 def test_it_finds_the_membranes_of_unseen_synthetic_tomograms(predictor):
-    """Mean Dice over three unseen scenes with membranes: v2 scores 0.60 (v1 about 0.5), a model
+    """Mean Dice over three unseen scenes with membranes: v2 scored 0.60 (v1 about 0.5), a model
     that finds nothing 0 (docs/model_card.md has the full held-out figures)."""
     dice = []
     for seed in SEEDS:
@@ -66,16 +66,16 @@ def test_it_leaves_most_of_a_scene_without_membranes_empty(predictor):
     scene = _heldout(SEEDS[0], empty_probability=1.0)
     assert not (scene.labels == 1).any()
     result = bilayer.segment(scene.image, predictor, voxel_size=scene.voxel_size)
-    # v2 marks 0.3 % of this scene (v1 7-12 %: particles and filament crossings; see the model
+    # v2 marked 0.3 % of this scene (v1 7-12 %: particles and filament crossings; see the model
     # card's limits): a bound that catches a model gone wrong, not a quality target.
     assert result.mask.data.mean() < 0.05
 
 
 def test_it_leaves_real_microtubules_in_noise_unmarked(real_microtubules):
     """A real tomogram without membranes, 36 sections thin: every 160-voxel window reaches far
-    past it. Mirror padding keeps the windows tomogram-like and v2 marks 3 % (the microtubule
-    walls and a few noise specks); MemBrain-seg's zero padding made the same model mark 64 % of
-    the noise, which a cryo-ET user would see as a segmentation of nothing."""
+    past it. Mirror padding keeps the windows tomogram-like and v3 marks 5 % (v2 3 %: the
+    microtubule walls and a few noise specks); MemBrain-seg's zero padding made v2 mark 64 % of
+    the noise (v3 22 %), which a cryo-ET user would see as a segmentation of nothing."""
     from bilayer.infer import Predictor
 
     predictor = Predictor.from_checkpoint(None, InferenceConfig(tta=False), "cpu")  # the default window and padding

@@ -252,7 +252,9 @@ def test_peak_memory_is_bounded_and_independent_of_depth(tmp_path):
     peaks = {depth: _peak_traced_bytes(tmp_path, (depth, *yx), batch_size) for depth in (100, 600)}
     for depth, peak in peaks.items():
         assert peak <= slab_buffer_bytes((depth, *yx), ROI, 0.5) + 2 * batch_bytes + 64 * 1024, (depth, peak)
-    assert peaks[600] <= peaks[100] + 64 * 1024
+    # whether the prefetch thread holds its next batch at the moment of the peak depends on thread
+    # timing (a loaded CI machine once showed one batch more at depth 600), so allow one batch
+    assert peaks[600] <= peaks[100] + batch_bytes + 64 * 1024
     assert peaks[600] < 4 * 600 * np.prod(yx) / 3  # far below one float32 copy of the volume
 
 
