@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the embedded default model (v3) from scratch, then measure it on held-out synthetic data.
 # On the 2-core CPU it was made on this takes about 5 hours (stage 1: 63 min, stage 1b: 32 min,
-# stage 2: 80 min, stage 3a: 16 min, stage 3b: 73 min); a GPU (add --device cuda to the
-# train/finetune lines) is far faster.
+# stage 2: 80 min, stage 3a: 16 min, stage 3b: 73 min). On a machine with a GPU the train and
+# finetune steps use it by themselves (--device auto) and are far faster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 synth=configs/default_synth.yaml
