@@ -9,11 +9,11 @@ the same checkpoint, and prints per case: wall time and peak RSS of each, their 
 masks, max |score difference|, fraction of voxels whose score sign differs). Everything also
 goes to ``bench/results/<time>/results.json`` with every child's log beside it.
 
-Bilayer runs in one or more variants: ``default`` (its own defaults: MemBrain-seg's windows,
-overlap 0.5, precision auto, i.e. bfloat16 on CPUs with native support), ``matched``
-(MemBrain-seg's settings exactly: overlap 0.5, float32), which should reproduce MemBrain-seg's
-scores to float32 rounding, and ``fast`` (overlap 0.25: fewer windows, other answers where
-windows move).
+Bilayer runs in one or more variants: ``default`` (its own defaults: overlap 0.5, windows of
+160³ or, where that predicts fewer voxels, 192³, precision auto, i.e. bfloat16 on CPUs with native
+support), ``matched`` (MemBrain-seg's settings exactly: 160³ windows, overlap 0.5, float32, zero
+padding), which should reproduce MemBrain-seg's scores to float32 rounding, and ``fast``
+(overlap 0.25: fewer windows, other answers where windows move).
 
     python bench/make_checkpoint.py                       # once: bench/.cache/membrain_bench.ckpt
     python bench/segment_vs_membrain.py --quick           # smoke test: 96×160×160, no TTA
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
-import math
 import os
 import platform
 import re
@@ -60,10 +60,10 @@ INNER_TIME = {
     "membrain-seg": re.compile(r"^segment_s=([0-9.]+)$", re.MULTILINE),
     "bilayer": re.compile(r", ([0-9.]+) s → .*_seg\.mrc$", re.MULTILINE),
 }
-VARIANTS = {  # Bilayer variant -> (overlap, precision, padding)
-    "default": (None, None, None),  # the InferenceConfig defaults
-    "matched": (MEMBRAIN_OVERLAP, "float32", "zeros"),  # MemBrain-seg's arithmetic, so its exact scores
-    "fast": (0.25, None, None),
+VARIANTS = {  # Bilayer variant -> (overlap, precision, padding, fit window)
+    "default": (None, None, None, None),  # the InferenceConfig defaults
+    "matched": (MEMBRAIN_OVERLAP, "float32", "zeros", False),  # MemBrain-seg's windows and arithmetic: its scores
+    "fast": (0.25, None, None, None),
 }
 
 
@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
     out = (args.out or BENCH_DIR / "results" / stamp).resolve()
     out.mkdir(parents=True, exist_ok=True)
     versions = ensure_membrain_venv(out)
-    flops = window_flops(WINDOW)
+    flops = window_flops(WINDOW)  # MemBrain-seg's; Bilayer's windows may be larger (see windows())
     report = {
         "started": stamp,
         "machine": _machine(),
@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"network FLOPs per {WINDOW}³ window (one forward, convolutions): {flops / 1e12:.3f} TFLOP")
     print(f"results and logs: {out}")
     for case in _cases(args):
-        result = run_case(case, args, out / case.name, flops)
+        result = run_case(case, args, out / case.name)
         report["cases"].append(result)
         print(format_case(result))
         (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -163,6 +163,7 @@ def _cases(args: argparse.Namespace) -> list[Case]:
     return cases
 
 
+@functools.cache
 def window_flops(window: int) -> int:
     """FLOPs of one forward pass of MemBrain-seg's default U-Net on one ``window``³ window.
 
@@ -182,14 +183,16 @@ def window_flops(window: int) -> int:
     return int(counter.get_total_flops())
 
 
-def windows(shape: tuple[int, ...], overlap: float) -> int:
-    """Number of sliding windows over ``shape`` at ``overlap`` (Bilayer's placement = MONAI's)."""
-    from bilayer.infer import window_starts
+def windows(shape: tuple[int, ...], overlap: float, fit: bool) -> tuple[int, int]:
+    """(window edge, number of windows) over ``shape`` at ``overlap``: MemBrain-seg's 160³ windows
+    (Bilayer's placement = MONAI's), or with ``fit`` the window Bilayer grows to predict fewer voxels."""
+    from bilayer.infer import fit_window, window_count
 
-    return math.prod(len(window_starts(size, WINDOW, overlap)) for size in shape)
+    window = fit_window(shape, WINDOW, 32, overlap) if fit else WINDOW
+    return window, window_count(shape, window, overlap)
 
 
-def run_case(case: Case, args: argparse.Namespace, folder: Path, flops: int) -> dict:
+def run_case(case: Case, args: argparse.Namespace, folder: Path) -> dict:
     """Run MemBrain-seg and each Bilayer variant on ``case``; return measurements and comparisons."""
     if folder.exists() and any(folder.iterdir()):
         raise BenchError(f"{folder} already holds results of {case.name}; give another --out folder")
@@ -197,10 +200,10 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path, flops: int) -> 
     labels = _read(labels_path)
     ckpt = args.checkpoint.resolve()
     tta = "--tta" if case.tta else "--no-tta"
-    total = flops * (8 if case.tta else 1)  # FLOPs per window position
+    passes = 8 if case.tta else 1  # forward passes per window position
     result = {"case": case.name, "shape": list(case.shape), "tta": case.tta, "tomogram": str(tomo), "runs": {}}
 
-    n_windows = windows(case.shape, MEMBRAIN_OVERLAP)
+    _, n_windows = windows(case.shape, MEMBRAIN_OVERLAP, fit=False)
     if args.membrain_from is not None:  # MemBrain-seg's run of an earlier benchmark (same tomogram and checkpoint)
         earlier = json.loads((args.membrain_from / "results.json").read_text())
         reference = next(r["runs"]["membrain-seg"] for r in earlier["cases"] if r["case"] == case.name)
@@ -212,23 +215,26 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path, flops: int) -> 
         ran = run_measured(argv, folder / "membrain.log", env={"PYTHONWARNINGS": "ignore::FutureWarning"})
         ran.check(f"MemBrain-seg on {case.name}")
         mask, scores = _membrain_outputs(out_dir, tomo)
-        reference = {"tool": "membrain-seg", "overlap": MEMBRAIN_OVERLAP, "precision": "float32", "windows": n_windows}
-        reference.update(_summary("membrain-seg", ran, total * n_windows, mask, labels, tomo, out_dir))
+        reference = {"tool": "membrain-seg", "overlap": MEMBRAIN_OVERLAP, "precision": "float32", "windows": n_windows,
+                     "window": WINDOW}
+        flops = passes * n_windows * window_flops(WINDOW)
+        reference.update(_summary("membrain-seg", ran, flops, mask, labels, tomo, out_dir))
     result["runs"]["membrain-seg"] = reference
 
     for variant in args.variants:
-        overlap, precision, padding = _settings(variant)
+        overlap, precision, padding, fit = _settings(variant)
         out_dir = folder / f"bilayer-{variant}"
         argv = [sys.executable, "-m", "bilayer", "segment", tomo, "--model", ckpt, "--out", out_dir, "--scores"]
         argv += ["--no-preview", "--device", "cpu", tta, "--window", WINDOW, "--overlap", overlap]
-        ran = run_measured([*argv, "--precision", precision, "--padding", padding], folder / f"bilayer-{variant}.log")
+        argv += ["--precision", precision, "--padding", padding, "--fit-window" if fit else "--fixed-window"]
+        ran = run_measured(argv, folder / f"bilayer-{variant}.log")
         ran.check(f"Bilayer ({variant}) on {case.name}")
         b_mask = _read(out_dir / f"{tomo.stem}_seg.mrc") > 0
         b_scores = _read(out_dir / f"{tomo.stem}_scores.mrc")
-        n_windows = windows(case.shape, overlap)
+        window, n_windows = windows(case.shape, overlap, fit)
         run = {"tool": "bilayer", "variant": variant, "overlap": overlap, "precision": precision, "padding": padding,
-               "windows": n_windows}
-        run.update(_summary("bilayer", ran, total * n_windows, b_mask, labels, tomo, out_dir))
+               "windows": n_windows, "window": window}
+        run.update(_summary("bilayer", ran, passes * n_windows * window_flops(window), b_mask, labels, tomo, out_dir))
         run.update(compare(mask, scores, b_mask, b_scores))
         run["time_ratio"] = reference["wall_s"] / run["wall_s"]
         run["rss_ratio"] = reference["peak_rss_mb"] / run["peak_rss_mb"]
@@ -236,14 +242,15 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path, flops: int) -> 
     return result
 
 
-def _settings(variant: str) -> tuple[float, str, str]:
-    """Overlap, precision and padding of a Bilayer variant; ``None`` in :data:`VARIANTS` means Bilayer's default."""
+def _settings(variant: str) -> tuple[float, str, str, bool]:
+    """Overlap, precision, padding and window fitting of a Bilayer variant; ``None`` in :data:`VARIANTS`
+    means Bilayer's default."""
     from bilayer.infer import InferenceConfig
 
-    overlap, precision, padding = VARIANTS[variant]
+    overlap, precision, padding, fit = VARIANTS[variant]
     defaults = InferenceConfig()
     return ((defaults.overlap if overlap is None else overlap), (precision or defaults.precision.value),
-            (padding or defaults.padding.value))
+            (padding or defaults.padding.value), (defaults.fit_window if fit is None else fit))
 
 
 def _summary(
@@ -330,16 +337,17 @@ def format_case(result: dict) -> str:
     shape = "×".join(map(str, result["shape"]))
     lines = [f"\n== {shape} voxels at {VOXEL_SIZE:g} Å, TTA {'on (8 mirrors)' if result['tta'] else 'off'} =="]
     head = (
-        f"{'tool':<40}{'windows':>8}{'wall s':>9}{'(inner)':>9}{'peak RSS MB':>13}{'time m/b':>10}{'RSS m/b':>9}"
+        f"{'tool':<46}{'windows':>8}{'wall s':>9}{'(inner)':>9}{'peak RSS MB':>13}{'time m/b':>10}{'RSS m/b':>9}"
         f"{'GFLOP/s':>9}{'Dice GT':>9}{'Dice vs m':>10}{'max|Δs|':>9}{'sign≠ %':>9}"
     )
     lines += [head, "-" * len(head)]
     for name, run in result["runs"].items():
-        label = name if run["tool"] == "membrain-seg" else \
-            f"{name} ({run['overlap']:g}, {run['precision']}, {run.get('padding', 'zeros')})"
+        padding, window = run.get("padding", "zeros"), run.get("window", WINDOW)
+        settings = f"{run['overlap']:g}, {run['precision']}, {padding}, {window}³"
+        label = name if run["tool"] == "membrain-seg" else f"{name} ({settings})"
         inner = f"({run['inner_s']:.1f})" if run["inner_s"] is not None else "?"
         cells = [
-            f"{label:<40}",
+            f"{label:<46}",
             f"{run['windows']:>8d}",
             f"{run['wall_s']:>9.1f}",
             f"{inner:>9}",

@@ -61,6 +61,8 @@ def build_parser() -> JobParser:
                  f"better). [default: {_yes(_INFER.tta)}]")
     p.add_option("window", kind=int, help="Window edge in the model's voxels, a multiple of 32. "
                  f"[default: {_INFER.window}]")
+    p.add_option("fit_window", kind=yes_no, help="Grow the window by 32 voxels where that predicts fewer voxels; "
+                 f"no places MemBrain-seg's windows. [default: {_yes(_INFER.fit_window)}]")
     p.add_option("overlap", kind=float, help="Fraction of a window shared with its neighbours. "
                  f"[default: {_INFER.overlap:g}]")
     p.add_option("padding", help="What fills a window past the faces of a tomogram thinner than it: "
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace, job: Job) -> list[Node]:
     if not args.in_mics:
         raise ConfigError("give the tomograms with --in_mics STAR (RELION: 'Input micrographs' on the I/O tab)")
     config = InferenceConfig(
-        window=_pick(args.window, _INFER.window), overlap=_pick(args.overlap, _INFER.overlap),
+        window=_pick(args.window, _INFER.window), fit_window=_pick(args.fit_window, _INFER.fit_window),
+        overlap=_pick(args.overlap, _INFER.overlap),
         tta=_pick(args.tta, _INFER.tta), batch_size=_pick(args.batch_size, _INFER.batch_size),
         precision=_pick(args.precision, _INFER.precision), threshold=_pick(args.threshold, _INFER.threshold),
         padding=_pick(args.padding, _INFER.padding))

@@ -13,7 +13,8 @@ from monai.inferers import sliding_window_inference
 from monai.inferers.utils import _get_scan_interval
 
 from bilayer.errors import ConfigError
-from bilayer.infer import SlabCollector, blend_windows, gaussian_weights, slab_buffer_bytes, window_starts
+from bilayer.infer import (SlabCollector, blend_windows, fit_window, gaussian_weights, slab_buffer_bytes, window_count,
+                           window_starts)
 
 ROI = (32, 32, 32)
 
@@ -65,6 +66,32 @@ def test_window_starts_examples():
     assert window_starts(100, 160, 0.5) == (0,)
     assert window_starts(250, 160, 0.5) == (0, 80, 90)
     assert window_starts(928, 160, 0.5) == (0, 80, 160, 240, 320, 400, 480, 560, 640, 720, 768)
+
+
+def test_window_count_is_the_product_of_the_starts():
+    assert window_count((128, 256, 256), 160, 0.5) == 1 * 3 * 3
+    assert window_count((162, 162, 162), 160, 0.5) == 8
+    assert window_count((100, 250, 928), 160, 0.25) == 1 * len(window_starts(250, 160, 0.25)) * 8
+
+
+@pytest.mark.parametrize(("shape", "fitted"), [
+    ((162, 162, 162), 192),  # one 192³ window instead of eight 160³: 4.6× fewer voxels
+    ((128, 256, 256), 192),  # 2 × 2 of 192³ (28 M voxels) instead of 3 × 3 of 160³ (37 M)
+    ((96, 192, 192), 192),  # one instead of 2 × 2
+    ((160, 160, 160), 160),  # fits already
+    ((100, 500, 500), 160),  # 6 × 6 of 160³ (147 M) vs 5 × 5 of 192³ (177 M)
+    ((200, 500, 500), 160),  # 72 of 160³ (295 M) vs 50 of 192³ (354 M)
+    ((194, 194, 194), 160),  # 192 is too small as well: growing saves nothing
+])
+def test_fit_window_grows_one_step_only_where_that_predicts_fewer_voxels(shape, fitted):
+    assert fit_window(shape, 160, 32, 0.5) == fitted
+
+
+def test_fit_window_counts_windows_in_the_tomograms_voxels():
+    """At 20 Å a 96³ tomogram is 192 model voxels: 160-voxel model windows are 80 of its voxels."""
+    half = lambda w: w // 2  # noqa: E731
+    assert fit_window((96, 96, 96), 160, 32, 0.5, half) == 192
+    assert fit_window((96, 96, 96), 160, 32, 0.5) == 160
 
 
 @pytest.mark.parametrize("args", [(0, 32, 0.5), (10, 0, 0.5), (10, 32, 1.0), (10, 32, -0.1), (10, 32.0, 0.5),

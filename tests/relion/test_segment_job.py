@@ -192,6 +192,21 @@ def test_padding_reaches_the_engine(project, tomogram_files, tomogram_set, membr
         assert close is same, padding
 
 
+def test_window_fitting_reaches_the_engine(project, tomogram_files, tomogram_set, membrain_tiny_ckpt):
+    """40×70×70 is four 64³ windows, or one 96³ window with fewer voxels: fit_window decides."""
+    tomograms = tomogram_files(["Tomograms/job007/tomograms/rec_TS_01.mrc"], shape=(40, 70, 70))
+    tomogram_set("Tomograms/job007/tomograms.star", tomograms)
+    assert _segment(membrain_tiny_ckpt, "--preview", "no", "--scores", "yes", "--fit_window", "no") == 0
+    scores = read_volume(Path(JOB, "tomograms", "rec_TS_01_scores.mrc")).data
+    for fit, same in ((False, True), (True, False)):
+        predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, tta=False,
+                                                                                  fit_window=fit), "cpu")
+        expected = segment_file(tomograms[0], f"expected_{fit}", predictor, voxel_size=VOXEL_SIZE,
+                                outputs=OutputOptions(preview=False, scores=True))
+        close = np.allclose(scores, read_volume(expected.outputs["scores"]).data, atol=1e-6)
+        assert close is same, fit
+
+
 def test_continuing_with_other_settings_is_refused(tomograms, membrain_tiny_ckpt, capsys):
     assert _segment(membrain_tiny_ckpt, "--preview", "no") == 0
     assert _segment(membrain_tiny_ckpt, "--preview", "no", "--threshold", "0.5") == EXIT_USAGE

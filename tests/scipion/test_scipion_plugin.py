@@ -138,6 +138,7 @@ def test_form_defaults_are_the_engines():
             segment.rescale.get()) == (engine.window, engine.overlap, engine.tta, engine.threshold, engine.rescale)
     assert defaults.precisions()[segment.precision.get()] == engine.precision.value
     assert defaults.paddings()[segment.padding.get()] == engine.padding.value
+    assert segment.fitWindow.get() is engine.fit_window
     recipe = TrainConfig()
     assert (train.patchSize.get(), train.batchSize.get(), train.stepsPerEpoch.get(), train.seed.get(),
             train.compileNetwork.get()) == (recipe.patch_size, recipe.batch_size, recipe.steps_per_epoch,
@@ -188,6 +189,7 @@ def test_segment_arguments_carry_the_sampling_rate_and_name_outputs_by_tsid(tmp_
     prot.keepComponents.set(True)
     prot.minSize.set(12)
     prot.rescale.set(False)
+    prot.fitWindow.set(False)
     getattr(prot, USE_GPU).set(False)
     args = prot._segmentArgs("TS_7")
     link = Path(args[1])
@@ -195,6 +197,7 @@ def test_segment_arguments_carry_the_sampling_rate_and_name_outputs_by_tsid(tmp_
     assert args[args.index("--voxel-size") + 1] == "14.0"
     assert args[args.index("--min-size") + 1] == "12" and "--components" in args
     assert "--no-rescale" in args and "--no-tta" not in args and "--tta" in args
+    assert "--fixed-window" in args and "--fit-window" not in args
     assert args[args.index("--device") + 1] == "cpu"
     assert "--model" not in args  # the default model: the engine's own
 

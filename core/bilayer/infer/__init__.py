@@ -24,6 +24,8 @@ _HOMES = {
     "gaussian_weights": "sliding",
     "slab_buffer_bytes": "sliding",
     "window_starts": "sliding",
+    "window_count": "sliding",
+    "fit_window": "sliding",
     "MIRROR_AXES": "tta",
     "with_mirroring": "tta",
     "Predictor": "predictor",

@@ -26,7 +26,7 @@ from bilayer.device import cpu_has_native_bfloat16, resolve_device
 from bilayer.errors import ConfigError
 from bilayer.infer.config import InferenceConfig, Precision, TtaGrid
 from bilayer.infer.passes import PassAccumulator
-from bilayer.infer.sliding import EmitFn, ProgressFn, blend_windows, mirror_symmetric
+from bilayer.infer.sliding import EmitFn, ProgressFn, blend_windows, fit_window, mirror_symmetric
 from bilayer.infer.tta import MIRROR_AXES, with_mirroring
 from bilayer.io.volume import Volume
 from bilayer.model.checkpoint import LoadedModel, read_checkpoint
@@ -100,7 +100,7 @@ class Predictor:
         """
         name = str(volume.path) if volume.path else "the tomogram"
         norm = standardisation(volume.data, name=name)
-        roi, predict_fn = self._window_plan(volume.isotropic_voxel_size)
+        roi, predict_fn = self._window_plan(volume.shape, volume.isotropic_voxel_size)
         blend = functools.partial(blend_windows, volume.data, roi=(roi,) * 3, overlap=self.config.overlap,
                                   normalise=(norm.offset, norm.scale), padding=self.config.padding)
         config = self.config
@@ -114,11 +114,20 @@ class Predictor:
                     blend(with_mirroring(predict_fn, (axes,)), emit=passes.emitter(index), grid_mirror=axes,
                           batch_size=config.batch_size, progress=_pass_progress(progress, index, len(MIRROR_AXES)))
 
-    def _window_plan(self, voxel_size: float) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+    def _window_plan(self, shape: tuple[int, ...],
+                     voxel_size: float) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
         """The window size in the tomogram's voxels and the function predicting such windows."""
         model_voxel_size = self.info.voxel_size
+        rescale = self.config.rescale and abs(voxel_size / model_voxel_size - 1.0) > _RESCALE_TOLERANCE
+        roi_of = functools.partial(rescaled_window_size, model_voxel_size=model_voxel_size,
+                                   voxel_size=voxel_size) if rescale else None
         window = self.config.window
-        if not self.config.rescale or abs(voxel_size / model_voxel_size - 1.0) <= _RESCALE_TOLERANCE:
+        if self.config.fit_window:
+            window = fit_window(shape, window, self.info.network.size_multiple, self.config.overlap, roi_of)
+            if window != self.config.window:
+                logger.info("windows of %d model voxels instead of %d: fewer voxels to predict over %s",
+                            window, self.config.window, "x".join(map(str, shape)))
+        if not rescale:
             return window, self._forward
         roi = rescaled_window_size(window, model_voxel_size, voxel_size)
         logger.info("voxel size %.3g Å vs model %.3g Å: windows of %d voxels resampled to %d",

@@ -27,8 +27,8 @@ import torch
 from bilayer.errors import ConfigError
 from bilayer.infer.config import Padding
 
-__all__ = ["EmitFn", "PredictFn", "ProgressFn", "SlabCollector", "blend_windows", "gaussian_weights",
-           "mirror_symmetric", "slab_buffer_bytes", "window_starts"]
+__all__ = ["EmitFn", "PredictFn", "ProgressFn", "SlabCollector", "blend_windows", "fit_window", "gaussian_weights",
+           "mirror_symmetric", "slab_buffer_bytes", "window_count", "window_starts"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,32 @@ def window_starts(size: int, roi: int, overlap: float) -> tuple[int, ...]:
     step = _scan_interval(padded, roi, overlap)
     count = math.ceil((padded - roi) / step) + 1
     return tuple(min(i * step, padded - roi) for i in range(count))
+
+
+def window_count(shape: Sequence[int], roi: int, overlap: float) -> int:
+    """Number of cubic windows of edge ``roi`` that :func:`blend_windows` places over ``shape``."""
+    return math.prod(len(window_starts(int(n), roi, overlap)) for n in shape)
+
+
+def fit_window(shape: Sequence[int], window: int, step: int, overlap: float,
+               roi_of: Callable[[int], int] | None = None) -> int:
+    """The model window, ``window`` or ``window + step``, that predicts ``shape`` with fewer voxels.
+
+    A tomogram a little larger than the window along an axis needs two windows there (eight for
+    a cube); one window a step larger costs far less, e.g. one 192³ window instead of eight 160³
+    for a 162³ tomogram, or four instead of nine for 128×256×256. The cost is the windows' count
+    times their volume in model voxels; on a tie the smaller window is kept.
+
+    Args:
+        shape: the tomogram's shape (z, y, x) in its own voxels.
+        window: the configured window edge in model voxels.
+        step: the network's size multiple, the smallest growth of a window.
+        overlap: fraction of a window shared with each neighbour.
+        roi_of: the window edge in the tomogram's voxels for a model window (resampling);
+            ``None``: the same.
+    """
+    roi_of = roi_of or (lambda w: w)
+    return min((window, window + step), key=lambda w: (window_count(shape, roi_of(w), overlap) * w**3, w))
 
 
 def mirror_symmetric(shape: Sequence[int], roi: Sequence[int], overlap: float, axes: Sequence[int] = (0, 1, 2)) -> bool:

@@ -27,6 +27,7 @@ class SegmentParam(str, enum.Enum):
     THRESHOLD = "threshold"
     TTA = "tta"
     WINDOW = "window"
+    FIT_WINDOW = "fitWindow"
     OVERLAP = "overlap"
     PADDING = "padding"
     RESCALE = "rescale"
@@ -109,6 +110,11 @@ class ProtBilayerSegment(ProtBilayerBase):
                       label="Window size (voxels)",
                       help="Edge of the cubic windows the network sees, in the model's voxels (a multiple of 32). "
                            "Smaller windows need less GPU memory but see less context.")
+        form.addParam(SegmentParam.FIT_WINDOW.value, BooleanParam, default=engine.fit_window,
+                      expertLevel=LEVEL_ADVANCED, label="Fit window to tomogram?",
+                      help="Let the window grow by 32 voxels where that predicts fewer voxels, e.g. one 192³ "
+                           "window instead of eight 160³ ones for a 162³ tomogram. No places the windows "
+                           "exactly as MemBrain-seg does.")
         form.addParam(SegmentParam.OVERLAP.value, FloatParam, default=engine.overlap, expertLevel=LEVEL_ADVANCED,
                       label="Window overlap (fraction)",
                       help="Fraction of a window shared with each neighbour, in [0, 1). MemBrain-seg uses 0.5; "
@@ -149,6 +155,7 @@ class ProtBilayerSegment(ProtBilayerBase):
                 "--threshold", repr(float(self._value(SegmentParam.THRESHOLD))),
                 "--tta" if self._value(SegmentParam.TTA) else "--no-tta",
                 "--window", str(self._value(SegmentParam.WINDOW)),
+                "--fit-window" if self._value(SegmentParam.FIT_WINDOW) else "--fixed-window",
                 "--overlap", repr(float(self._value(SegmentParam.OVERLAP))),
                 "--padding", self._padding(),
                 "--precision", self._precision(),
