@@ -188,7 +188,7 @@ def windows(shape: tuple[int, ...], overlap: float, fit: bool) -> tuple[int, int
     (Bilayer's placement = MONAI's), or with ``fit`` the window Bilayer grows to predict fewer voxels."""
     from bilayer.infer import fit_window, window_count
 
-    window = fit_window(shape, WINDOW, 32, overlap) if fit else WINDOW
+    window = fit_window(shape, WINDOW, 32, overlap) if fit else WINDOW  # MemBrain-seg's U-Net: multiples of 32
     return window, window_count(shape, window, overlap)
 
 

@@ -190,8 +190,8 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
 @click.option("--window", type=click.IntRange(min=32), default=_INFER.window, show_default=True,
               help="Window edge in the model's voxels, a multiple of 32.")
 @click.option("--fit-window/--fixed-window", default=_INFER.fit_window, show_default=True,
-              help="Grow the window by 32 voxels where that predicts fewer voxels (one 192³ window instead of "
-                   "eight 160³ for a 162³ tomogram); --fixed-window places MemBrain-seg's windows.")
+              help="Grow the window by up to 32 voxels where that predicts fewer voxels (e.g. one window "
+                   "instead of eight for a 162³ tomogram); --fixed-window places MemBrain-seg's windows.")
 @click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=_INFER.overlap, show_default=True,
               help="Fraction of a window shared with its neighbours (MemBrain-seg uses 0.5).")
 @click.option("--padding", type=click.Choice([p.value for p in Padding]), default=_INFER.padding.value,
@@ -216,9 +216,9 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
 @click.option("--preview/--no-preview", default=True, show_default=True, help="Write <stem>_preview.png.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None, tta: bool, tta_grid: str,
-            window: int, fit_window: bool, overlap: float, padding: str, voxel_size: float | None, rescale: bool, threshold: float,
-            scores: bool, components: bool, min_size: int, skeleton: bool, device: str, precision: str,
-            batch_size: int, preview: bool, overwrite: bool) -> int:
+            window: int, fit_window: bool, overlap: float, padding: str, voxel_size: float | None, rescale: bool,
+            threshold: float, scores: bool, components: bool, min_size: int, skeleton: bool, device: str,
+            precision: str, batch_size: int, preview: bool, overwrite: bool) -> int:
     """Segment membranes in tomograms: writes <stem>_seg.mrc (int8 0/1) per input.
 
     The model is loaded once for all TOMOGRAMS; a tomogram that fails is reported on one
@@ -228,8 +228,9 @@ def segment(tomograms: tuple[Path, ...], out_dir: Path, model_path: Path | None,
     from bilayer.infer.predictor import Predictor
     from bilayer.io import ensure_output_dir
 
-    config = InferenceConfig(window=window, fit_window=fit_window, overlap=overlap, tta=tta, tta_grid=tta_grid, batch_size=batch_size,
-                             precision=precision, threshold=threshold, rescale=rescale, padding=padding)
+    config = InferenceConfig(window=window, fit_window=fit_window, overlap=overlap, tta=tta, tta_grid=tta_grid,
+                             batch_size=batch_size, precision=precision, threshold=threshold, rescale=rescale,
+                             padding=padding)
     outputs = OutputOptions(scores=scores, components=components, min_size=min_size, skeleton=skeleton,
                             preview=preview)
     folder = ensure_output_dir(out_dir)

@@ -61,8 +61,8 @@ def build_parser() -> JobParser:
                  f"better). [default: {_yes(_INFER.tta)}]")
     p.add_option("window", kind=int, help="Window edge in the model's voxels, a multiple of 32. "
                  f"[default: {_INFER.window}]")
-    p.add_option("fit_window", kind=yes_no, help="Grow the window by 32 voxels where that predicts fewer voxels; "
-                 f"no places MemBrain-seg's windows. [default: {_yes(_INFER.fit_window)}]")
+    p.add_option("fit_window", kind=yes_no, help="Grow the window by up to 32 voxels where that predicts fewer "
+                 f"voxels; no places MemBrain-seg's windows. [default: {_yes(_INFER.fit_window)}]")
     p.add_option("overlap", kind=float, help="Fraction of a window shared with its neighbours. "
                  f"[default: {_INFER.overlap:g}]")
     p.add_option("padding", help="What fills a window past the faces of a tomogram thinner than it: "

@@ -156,7 +156,7 @@ def test_bilayer_segment_takes_arrays_volumes_and_paths(tmp_path, membrain_tiny_
     ((40, 64, 64), 14.0, 96),  # resampled: 1 × 2 × 2 windows of 46 voxels (1.05 M model voxels) or one of 70
 ])
 def test_a_fitted_window_predicts_as_that_window_would(membrain_tiny_ckpt, shape, voxel_size, fitted):
-    """The window grows by one step (32) only where that predicts fewer model voxels, and then
+    """The window grows (by up to 32) only where that predicts fewer model voxels, and then
     the scores are those of that window size set by hand."""
     from bilayer.infer import fit_window, window_count
     from bilayer.preprocess.pixel_size import rescaled_window_size

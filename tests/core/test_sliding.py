@@ -87,6 +87,19 @@ def test_fit_window_grows_one_step_only_where_that_predicts_fewer_voxels(shape, 
     assert fit_window(shape, 160, 32, 0.5) == fitted
 
 
+@pytest.mark.parametrize(("shape", "fitted"), [
+    ((162, 162, 162), 176),  # one 176³ window (5.5 M voxels) is enough
+    ((96, 192, 192), 192),  # 176 would need 2 × 2
+    ((128, 256, 256), 176),  # 2 × 2 of 176³ (22 M voxels), of 192³ (28 M), or 3 × 3 of 160³ (37 M)
+    ((100, 500, 500), 176),  # 5 × 5 of 176³ (136 M voxels) or 6 × 6 of 160³ (147 M)
+    ((200, 500, 500), 176),  # 2 × 5 × 5 of 176³ (273 M) or 2 × 6 × 6 of 160³ (295 M)
+    ((194, 194, 194), 160),  # two windows per axis whatever the size: the smallest is cheapest
+])
+def test_fit_window_grows_in_the_networks_steps(shape, fitted):
+    """Bilayer's default network takes multiples of 16: windows of 176 are tried as well."""
+    assert fit_window(shape, 160, 16, 0.5) == fitted
+
+
 def test_fit_window_counts_windows_in_the_tomograms_voxels():
     """At 20 Å a 96³ tomogram is 192 model voxels: 160-voxel model windows are 80 of its voxels."""
     half = lambda w: w // 2  # noqa: E731

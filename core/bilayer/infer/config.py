@@ -57,8 +57,8 @@ class InferenceConfig:
 
     Attributes:
         window: window edge in the model's voxels, a multiple of 32 (MemBrain-seg: 160).
-        fit_window: let the window grow by one step (32 voxels) where that predicts the tomogram
-            with fewer voxels, e.g. one 192³ window instead of eight 160³ ones for a 162³
+        fit_window: let the window grow by up to 32 voxels where that predicts the tomogram
+            with fewer voxels, e.g. one window instead of eight 160³ ones for a 162³
             tomogram; off, windows are placed exactly as MemBrain-seg places them.
         overlap: fraction of a window shared with its neighbours (MemBrain-seg: 0.5).
         tta: average 8 mirrored copies (MemBrain-seg's default).

@@ -73,24 +73,27 @@ def window_count(shape: Sequence[int], roi: int, overlap: float) -> int:
 
 
 def fit_window(shape: Sequence[int], window: int, step: int, overlap: float,
-               roi_of: Callable[[int], int] | None = None) -> int:
-    """The model window, ``window`` or ``window + step``, that predicts ``shape`` with fewer voxels.
+               roi_of: Callable[[int], int] | None = None, max_growth: int = 32) -> int:
+    """The model window, ``window`` grown by up to ``max_growth`` voxels in steps of ``step``,
+    that predicts ``shape`` with the fewest voxels.
 
     A tomogram a little larger than the window along an axis needs two windows there (eight for
-    a cube); one window a step larger costs far less, e.g. one 192³ window instead of eight 160³
+    a cube); one slightly larger window costs far less, e.g. one 192³ window instead of eight 160³
     for a 162³ tomogram, or four instead of nine for 128×256×256. The cost is the windows' count
     times their volume in model voxels; on a tie the smaller window is kept.
 
     Args:
         shape: the tomogram's shape (z, y, x) in its own voxels.
         window: the configured window edge in model voxels.
-        step: the network's size multiple, the smallest growth of a window.
+        step: the network's size multiple: window edges must be multiples of it.
         overlap: fraction of a window shared with each neighbour.
         roi_of: the window edge in the tomogram's voxels for a model window (resampling);
             ``None``: the same.
+        max_growth: the most voxels the window may grow by.
     """
     roi_of = roi_of or (lambda w: w)
-    return min((window, window + step), key=lambda w: (window_count(shape, roi_of(w), overlap) * w**3, w))
+    candidates = range(window, window + max_growth + 1, step)
+    return min(candidates, key=lambda w: (window_count(shape, roi_of(w), overlap) * w**3, w))
 
 
 def mirror_symmetric(shape: Sequence[int], roi: Sequence[int], overlap: float, axes: Sequence[int] = (0, 1, 2)) -> bool:

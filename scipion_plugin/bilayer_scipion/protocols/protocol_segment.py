@@ -112,7 +112,7 @@ class ProtBilayerSegment(ProtBilayerBase):
                            "Smaller windows need less GPU memory but see less context.")
         form.addParam(SegmentParam.FIT_WINDOW.value, BooleanParam, default=engine.fit_window,
                       expertLevel=LEVEL_ADVANCED, label="Fit window to tomogram?",
-                      help="Let the window grow by 32 voxels where that predicts fewer voxels, e.g. one 192³ "
+                      help="Let the window grow by up to 32 voxels where that predicts fewer voxels, e.g. one "
                            "window instead of eight 160³ ones for a 162³ tomogram. No places the windows "
                            "exactly as MemBrain-seg does.")
         form.addParam(SegmentParam.OVERLAP.value, FloatParam, default=engine.overlap, expertLevel=LEVEL_ADVANCED,
