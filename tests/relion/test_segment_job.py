@@ -177,34 +177,26 @@ def test_a_bad_star_file_fails_with_a_clear_message_and_no_outputs(tomograms, to
     assert not Path(JOB, "tomograms").exists()
 
 
-def test_padding_reaches_the_engine(project, tomogram_files, tomogram_set, membrain_tiny_ckpt):
-    """A tomogram of 40 sections is thinner than the 64-voxel window, so the padding shows."""
-    tomograms = tomogram_files(["Tomograms/job007/tomograms/rec_TS_01.mrc"], shape=(40, 64, 64))
+@pytest.mark.parametrize(("shape", "option", "field", "given", "other"), [
+    # 40 sections are thinner than the 64-voxel window, so the padding shows
+    ((40, 64, 64), ("--padding", "zeros"), "padding", "zeros", "reflect"),
+    # 40×70×70 is four 64³ windows, or one 96³ window with fewer voxels: fit_window decides
+    ((40, 70, 70), ("--fit_window", "no"), "fit_window", False, True),
+])
+def test_an_option_reaches_the_engine(project, tomogram_files, tomogram_set, membrain_tiny_ckpt, shape, option,
+                                      field, given, other):
+    """The job's scores are the engine's with the option's value, and differ from another value's."""
+    tomograms = tomogram_files(["Tomograms/job007/tomograms/rec_TS_01.mrc"], shape=shape)
     tomogram_set("Tomograms/job007/tomograms.star", tomograms)
-    assert _segment(membrain_tiny_ckpt, "--preview", "no", "--scores", "yes", "--padding", "zeros") == 0
+    assert _segment(membrain_tiny_ckpt, "--preview", "no", "--scores", "yes", *option) == 0
     scores = read_volume(Path(JOB, "tomograms", "rec_TS_01_scores.mrc")).data
-    for padding, same in (("zeros", True), ("reflect", False)):
-        config = InferenceConfig(window=64, tta=False, padding=padding)
+    for value, same in ((given, True), (other, False)):
+        config = InferenceConfig(window=64, tta=False, **{field: value})
         predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, config, "cpu")
-        expected = segment_file(tomograms[0], f"expected_{padding}", predictor, voxel_size=VOXEL_SIZE,
+        expected = segment_file(tomograms[0], f"expected_{value}", predictor, voxel_size=VOXEL_SIZE,
                                 outputs=OutputOptions(preview=False, scores=True))
         close = np.allclose(scores, read_volume(expected.outputs["scores"]).data, atol=1e-6)
-        assert close is same, padding
-
-
-def test_window_fitting_reaches_the_engine(project, tomogram_files, tomogram_set, membrain_tiny_ckpt):
-    """40×70×70 is four 64³ windows, or one 96³ window with fewer voxels: fit_window decides."""
-    tomograms = tomogram_files(["Tomograms/job007/tomograms/rec_TS_01.mrc"], shape=(40, 70, 70))
-    tomogram_set("Tomograms/job007/tomograms.star", tomograms)
-    assert _segment(membrain_tiny_ckpt, "--preview", "no", "--scores", "yes", "--fit_window", "no") == 0
-    scores = read_volume(Path(JOB, "tomograms", "rec_TS_01_scores.mrc")).data
-    for fit, same in ((False, True), (True, False)):
-        predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, tta=False,
-                                                                                  fit_window=fit), "cpu")
-        expected = segment_file(tomograms[0], f"expected_{fit}", predictor, voxel_size=VOXEL_SIZE,
-                                outputs=OutputOptions(preview=False, scores=True))
-        close = np.allclose(scores, read_volume(expected.outputs["scores"]).data, atol=1e-6)
-        assert close is same, fit
+        assert close is same, value
 
 
 def test_continuing_with_other_settings_is_refused(tomograms, membrain_tiny_ckpt, capsys):
