@@ -46,6 +46,10 @@ def _training_options(command: Callable) -> Callable:
                      help="Initial learning rate (SGD, Nesterov momentum 0.99, poly-0.9 schedule)."),
         click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Voxel size of the training data in Å, stored in the model."),
+        click.option("--time-limit", type=click.FloatRange(min=0), default=None, metavar="MINUTES",
+                     help="Wall-clock minutes the run may take (a job's wall time, a borrowed GPU); the learning "
+                          "rate then decays over them and the run stops, validated and saved, once they are "
+                          "spent. 0: no limit."),
         click.option("--validate-every", type=click.IntRange(min=1), default=None, help="Validate every N epochs."),
         click.option("--surface-dice/--no-surface-dice", default=None,
                      help="Add the Surface-Dice loss (MemBrain v2)."),
@@ -98,7 +102,7 @@ def _run_training(dataset: Path | None, model_path: Path | None, options: dict[s
         raise click.UsageError("give either a DATASET folder or --synthetic N, not both")
     init = load_checkpoint(model_path) if model_path is not None else None
     fields = ("epochs", "steps_per_epoch", "batch_size", "patch_size", "learning_rate", "voxel_size",
-              "validate_every", "num_workers", "precision", "seed")
+              "validate_every", "num_workers", "precision", "seed", "time_limit")
     config = training_config(options["config_path"], finetune=init is not None, augment=options["augment"],
                              surface_dice=options["surface_dice"], compile=options["compile_network"],
                              **{k: options[k] for k in fields})

@@ -52,6 +52,10 @@ def build_parser() -> JobParser:
                  f"fine-tuning {FINETUNE_DEFAULTS['epochs']}]")
     p.add_option("steps_per_epoch", kind=int, help="Optimiser steps per epoch (0: one crop per tomogram). "
                  f"[default: {_DEFAULTS.steps_per_epoch}]")
+    p.add_option("time_limit", kind=float, metavar="MINUTES", help="Wall-clock minutes the training may take (the "
+                 "queue's wall time, less a margin): the learning rate decays over them and the job stops, with its "
+                 "checkpoints, once they are spent; a continued job counts the time already spent. [default: 0, "
+                 "no limit]")
     p.add_option("batch_size", kind=int, help=f"Patches per step. [default: {_DEFAULTS.batch_size}]")
     p.add_option("patch_size", kind=int, help="Patch edge in voxels, a multiple of 32. "
                  f"[default: {_DEFAULTS.patch_size}]")
@@ -100,7 +104,8 @@ def run(args: argparse.Namespace, job: Job) -> list[Node]:
     train_data, val_data = training_data(config, dataset)
     counts = ", ".join(f"{len(p)} {s.value}" for s, p in pairs.items())
     start = f"fine-tuning {init.path}" if init is not None else "training a new network"
-    print(f"{start} on {counts} tomogram(s) at {voxel_size:g} Å: {config.epochs} epochs, patches of "
+    limit = f" or {config.time_limit:g} minutes, whichever ends first" if config.time_limit else ""
+    print(f"{start} on {counts} tomogram(s) at {voxel_size:g} Å: {config.epochs} epochs{limit}, patches of "
           f"{config.patch_size}, batches of {config.batch_size}")
 
     def report(epoch: int, row: dict[str, Any]) -> None:
@@ -178,7 +183,7 @@ def _config(args: argparse.Namespace, finetune: bool, voxel_size: float) -> Trai
                            surface_dice=args.surface_dice, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                            batch_size=args.batch_size, patch_size=args.patch_size, learning_rate=args.lr,
                            precision=args.precision, compile=args.compile, num_workers=args.workers, seed=args.seed,
-                           voxel_size=voxel_size)
+                           time_limit=args.time_limit, voxel_size=voxel_size)
 
 
 if __name__ == "__main__":

@@ -88,10 +88,11 @@ def test_finetune_continues_a_bilayer_checkpoint(tmp_path, capsys):
                                           "compile": False}))
     code, out, err = run(capsys, "finetune", "--synthetic", "2", "--synthetic-val", "0", "--model",
                          tmp_path / "base" / "last.bilayer.pt", "--out", tmp_path / "tuned", "--config",
-                         tuned_settings, "--epochs", "1", "--device", "cpu")
+                         tuned_settings, "--epochs", "1", "--time-limit", "30", "--device", "cpu")
     assert code == 0, err
     recipe = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert recipe["learning_rate"] == pytest.approx(1e-5)  # MemBrain-seg's fine-tuning rate
+    assert recipe["time_limit"] == 30
     info = load_checkpoint(tmp_path / "tuned" / "last.bilayer.pt").info
     assert "finetune" in info.source and info.network.filters == (8, 16, 32, 64)
     assert info.training["recipe"]["network"]["filters"] == [8, 16, 32, 64]  # the model's, not the default's

@@ -59,6 +59,48 @@ def test_a_finished_run_is_not_trained_again_and_other_settings_are_refused(tmp_
         train(config.but(learning_rate=0.5), data, tmp_path, device="cpu")
 
 
+def test_a_time_limit_ends_the_run_mid_epoch_with_the_rate_run_down_and_a_validated_checkpoint(tmp_path):
+    limit = 0.05  # minutes: 3 s of steps that each take a small fraction of it
+    config = TrainConfig(**FAST, epochs=3, steps_per_epoch=10**6, augment=None, learning_rate=0.01,
+                         time_limit=limit)
+    data = SyntheticPatches(SynthConfig(voxel_size=10.0), 4, 32, seed=3)
+    started = time.monotonic()
+    result = train(config, data, tmp_path, val_data=data, device="cpu")
+    took = time.monotonic() - started
+    (row,) = result.history  # the first epoch was cut short, and the run ended there
+    assert 2 <= row["step"] < 10**6 and "val_loss" in row
+    assert float(row["learning_rate"]) < 0.5 * config.learning_rate  # the schedule ran down with the time
+    assert took >= 60 * limit
+    assert load_checkpoint(result.best).info.training["epoch"] == 1
+    stamp = result.last.stat().st_mtime_ns
+    again = train(config, data, tmp_path, val_data=data, device="cpu")  # its time is spent: nothing more to do
+    assert again.history == result.history and result.last.stat().st_mtime_ns == stamp
+
+
+def test_a_time_limit_longer_than_the_epochs_changes_nothing_but_the_clock(tmp_path):
+    data = SyntheticPatches(SynthConfig(voxel_size=10.0), 4, 32, seed=3)
+    plain = train(TrainConfig(**FAST, epochs=2, steps_per_epoch=2, augment=None), data, tmp_path / "plain",
+                  device="cpu")
+    timed = train(TrainConfig(**FAST, epochs=2, steps_per_epoch=2, augment=None, time_limit=600), data,
+                  tmp_path / "timed", device="cpu")
+    assert [r["step"] for r in timed.history] == [r["step"] for r in plain.history] == [2, 4]
+    assert [r["learning_rate"] for r in plain.history] == pytest.approx([0.01, 0.01 * 0.5 ** 0.9])
+    first, second = (r["learning_rate"] for r in timed.history)
+    assert first == pytest.approx(0.01, rel=1e-3) and first < 0.01  # a few seconds of 600 minutes
+    assert second == pytest.approx(0.01 * 0.5 ** 0.9)  # the epochs' schedule is further on: it rules
+
+
+def test_old_training_states_without_a_clock_still_resume(tmp_path):
+    from bilayer.train.state import STATE_FILE, TrainState, load_state, save_state
+
+    save_state(tmp_path, TrainState(2, 4, 0.5, [], {}, {}, {}, seconds=12.5))
+    assert load_state(tmp_path).seconds == 12.5
+    payload = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    del payload["seconds"]
+    torch.save(payload, tmp_path / STATE_FILE)
+    assert load_state(tmp_path).seconds == 0.0 and load_state(tmp_path).epoch == 2
+
+
 def _cli_train(out: Path, settings: Path, epochs: int) -> subprocess.Popen:
     argv = [sys.executable, "-m", "bilayer", "train", "--synthetic", "4", "--synthetic-val", "0", "--out", str(out),
             "--config", str(settings), "--epochs", str(epochs), "--device", "cpu"]

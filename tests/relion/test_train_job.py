@@ -88,6 +88,13 @@ def test_an_abort_after_an_epoch_is_resumed_by_continuing(labelled, monkeypatch,
     assert "epoch 2/2" in out and "epoch 1/2" not in out
 
 
+def test_a_time_limit_ends_a_long_job_with_its_checkpoints(labelled, capsys):
+    settings = _settings("tiny.yaml", TINY_NETWORK + QUICK)
+    assert _train("--config", settings, "--epochs", "100000", "--time_limit", "0.02") == 0
+    assert 1 <= len(_epochs()) < 100000 and Path(JOB, "training", "best.bilayer.pt").is_file()
+    assert "100000 epochs or 0.02 minutes, whichever ends first" in capsys.readouterr().out
+
+
 def test_fine_tuning_a_membrain_checkpoint_gives_a_model_the_segmentation_job_uses(labelled, membrain_tiny_ckpt):
     settings = _settings("quick.yaml", QUICK)
     # its six levels need patches of 64 (two voxels left at the bottom for instance norm)

@@ -141,8 +141,9 @@ def test_form_defaults_are_the_engines():
     assert segment.fitWindow.get() is engine.fit_window
     recipe = TrainConfig()
     assert (train.patchSize.get(), train.batchSize.get(), train.stepsPerEpoch.get(), train.seed.get(),
-            train.compileNetwork.get()) == (recipe.patch_size, recipe.batch_size, recipe.steps_per_epoch,
-                                            recipe.seed, recipe.compile)
+            train.compileNetwork.get(), train.timeLimit.get()) == (recipe.patch_size, recipe.batch_size,
+                                                                   recipe.steps_per_epoch, recipe.seed,
+                                                                   recipe.compile, recipe.time_limit)
     assert train.epochs.get() is None and train.learningRate.get() is None  # the engine's, per mode
 
 

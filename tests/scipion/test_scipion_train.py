@@ -114,10 +114,12 @@ class TestBilayerTrain(BilayerScipionTest):
         tuned = self.launchProtocol(self.newProtocol(ProtBilayerTrain, **{
             TrainParam.TOMOGRAMS.value: self.tomograms, TrainParam.MASKS.value: self.masks,
             TrainParam.MODE.value: TrainMode.FINETUNE.value, ModelParam.SOURCE.value: ModelSource.TRAINED.value,
-            ModelParam.TRAINED.value: self.model, TrainParam.EPOCHS.value: 1,
+            ModelParam.TRAINED.value: self.model, TrainParam.EPOCHS.value: 1, TrainParam.TIME_LIMIT.value: 30.0,
             **_quick_training(**{TrainParam.STEPS_PER_EPOCH.value: 2})}))
         model = getattr(tuned, TrainOutput.model.name)
         self.assertTrue(model.isFineTuned())
+        recipe = load_checkpoint(model.getPath()).info.training["recipe"]
+        self.assertEqual(recipe["time_limit"], 30.0)  # the form's limit reached the engine
         with open(model.getMetricsFile(), newline="") as f:
             self.assertEqual([row["val_dice"] for row in csv.DictReader(f)], [""])  # no validation pair given
         info = load_checkpoint(model.getPath()).info

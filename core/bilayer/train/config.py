@@ -61,6 +61,11 @@ class TrainConfig:
         clip_grad_norm: largest gradient norm (0: no clipping, as MemBrain-seg).
         compile: run the network through ``torch.compile`` (about 1.8× faster steps after a
             compilation of a minute or two; falls back to eager mode if compiling fails).
+        time_limit: minutes of wall-clock time the whole run may take (0: no limit), for a cluster
+            job's wall time or a borrowed GPU: the poly schedule then decays over this time (or
+            over ``epochs``, whichever ends sooner) and the run stops once it is spent, validating
+            and saving what it has. A resumed run counts the time already spent. Where such a run
+            stops depends on the machine's speed, so it does not repeat bit for bit.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -81,6 +86,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     clip_grad_norm: float = 0.0
     compile: bool = True
+    time_limit: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.compile, bool):
@@ -91,7 +97,7 @@ class TrainConfig:
             _check_int(name, getattr(self, name), low=0)
         for name, low, high in (("voxel_size", 0.0, math.inf), ("learning_rate", 0.0, math.inf),
                                 ("momentum", 0.0, 1.0), ("weight_decay", 0.0, 1.0), ("poly_power", 0.0, math.inf),
-                                ("clip_grad_norm", 0.0, math.inf)):
+                                ("clip_grad_norm", 0.0, math.inf), ("time_limit", 0.0, math.inf)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value < high) \
                     or (name in ("voxel_size", "learning_rate") and value == 0):

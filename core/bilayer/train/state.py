@@ -38,6 +38,7 @@ class TrainState:
         config: the run's :class:`~bilayer.train.config.TrainConfig` as a dict.
         network, optimizer, scaler: state dicts.
         rng: torch's CPU random state.
+        seconds: wall-clock time the run has taken so far (what a time limit counts).
     """
 
     epoch: int
@@ -49,6 +50,7 @@ class TrainState:
     optimizer: dict[str, Any]
     scaler: dict[str, Any] = field(default_factory=dict)
     rng: torch.Tensor = field(default_factory=torch.get_rng_state)
+    seconds: float = 0.0
 
 
 def save_state(folder: str | os.PathLike, state: TrainState) -> Path:
@@ -65,6 +67,7 @@ def save_state(folder: str | os.PathLike, state: TrainState) -> Path:
         "optimizer": state.optimizer,
         "scaler": state.scaler,
         "rng": state.rng,
+        "seconds": state.seconds,
     }
     with atomic_open(path, overwrite=True) as f:
         torch.save(payload, f)
@@ -88,6 +91,7 @@ def load_state(folder: str | os.PathLike) -> TrainState | None:
             epoch=int(payload["epoch"]), step=int(payload["step"]), best_val_loss=float(payload["best_val_loss"]),
             history=json.loads(payload["history"]), config=json.loads(payload["config"]),
             network=payload["network"], optimizer=payload["optimizer"], scaler=payload["scaler"], rng=payload["rng"],
+            seconds=float(payload.get("seconds", 0.0)),  # states written before time limits lack it
         )
     except Exception as e:  # torch.load and the checks fail in many ways on a damaged file
         raise InputFileError(f"{path} is not a readable training state ({e}); remove it to start the run afresh") from e

@@ -121,18 +121,22 @@ class _Run:
         self.stepper = Stepper(self.model, self.loss_fn, self.optimizer, self.dtype, config.clip_grad_norm,
                                config.compile)
         self.state = self._start(resume)
+        self._since, self._limit = time.perf_counter(), 60.0 * config.time_limit  # the clock of the time limit
 
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> TrainResult:
-        config = self.config
-        for epoch in range(self.state.epoch + 1, config.epochs + 1):
+        config, epoch = self.config, self.state.epoch
+        done = epoch >= config.epochs or self._out_of_time()  # a finished run, resumed
+        while not done:
+            epoch += 1
             started = time.perf_counter()
             self._set_lr(epoch)
             train_loss = self._train_epoch(epoch)
             row = {"epoch": epoch, "step": self.state.step, "learning_rate": self.optimizer.param_groups[0]["lr"],
                    "train_loss": train_loss}
-            if self.val_data is not None and (epoch % config.validate_every == 0 or epoch == config.epochs):
+            done = epoch == config.epochs or self._out_of_time()
+            if self.val_data is not None and (epoch % config.validate_every == 0 or done):
                 row.update(self._validate())
             row["seconds"] = time.perf_counter() - started
             self._finish_epoch(epoch, row)
@@ -146,6 +150,10 @@ class _Run:
         every, started = max(1, len(batches) // 10), time.perf_counter()
         for index, batch in enumerate(tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", disable=not show,
                                            leave=False), start=1):
+            if self.config.time_limit and index > 1:  # every epoch takes at least one step
+                if self._out_of_time():
+                    break
+                self._set_lr(epoch)
             image, label = self._to_model(batch)
             loss = self.stepper(image, label).item()
             self.state.step += 1
@@ -173,8 +181,8 @@ class _Run:
         return {"val_loss": float(sums[0]) / n, "val_dice": float(sums[1]) / n, "val_surface_dice": float(sums[2]) / n}
 
     def _finish_epoch(self, epoch: int, row: dict[str, Any]) -> None:
-        state = self.state
-        state.epoch = epoch
+        state, now = self.state, time.perf_counter()
+        state.epoch, state.seconds, self._since = epoch, state.seconds + now - self._since, now
         state.history.append(row)
         improved = "val_loss" in row and row["val_loss"] < state.best_val_loss
         if improved:
@@ -221,10 +229,25 @@ class _Run:
         return saved
 
     def _set_lr(self, epoch: int) -> None:
-        """MemBrain-seg's poly schedule, one value per epoch (epoch 1 uses the initial rate)."""
-        factor = (1 - (epoch - 1) / self.config.epochs) ** self.config.poly_power
+        """MemBrain-seg's poly schedule, one value per epoch (epoch 1 uses the initial rate); under a
+        time limit, set before every step, over the epochs or the time, whichever is further on."""
+        progress = (epoch - 1) / self.config.epochs
+        if self.config.time_limit:
+            progress = max(progress, self._elapsed() / self._limit)
+        factor = max(0.0, 1 - progress) ** self.config.poly_power
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate * factor
+
+    def _elapsed(self) -> float:
+        """Seconds this run has taken, resumed parts included; under torchrun the processes' mean,
+        so that all of them stop at the same step."""
+        seconds = self.state.seconds + time.perf_counter() - self._since
+        if self.cluster.distributed:
+            seconds = float(self.cluster.sum(torch.tensor([seconds]))[0]) / self.cluster.world_size
+        return seconds
+
+    def _out_of_time(self) -> bool:
+        return bool(self.config.time_limit) and self._elapsed() >= self._limit
 
     def _loader(self, data: Dataset, epoch: int, *, shuffle: bool) -> DataLoader:
         """This process's batches of ``epoch``: a seeded permutation, dealt out by rank."""

@@ -40,6 +40,7 @@ class TrainParam(str, enum.Enum):
     PATCH_SIZE = "patchSize"
     BATCH_SIZE = "batchSize"
     STEPS_PER_EPOCH = "stepsPerEpoch"
+    TIME_LIMIT = "timeLimit"
     SURFACE_DICE = "surfaceDice"
     AUGMENT = "augment"
     VALIDATE_EVERY = "validateEvery"
@@ -120,6 +121,11 @@ class ProtBilayerTrain(EMProtocol):
                       label="Batch size", help="Patches per optimiser step.")
         form.addParam(TrainParam.STEPS_PER_EPOCH.value, IntParam, default=engine.steps_per_epoch, validators=[GE(0)],
                       label="Steps per epoch", help="Optimiser steps per epoch; 0: one pass over the training pairs.")
+        form.addParam(TrainParam.TIME_LIMIT.value, FloatParam, default=engine.time_limit, validators=[GE(0)],
+                      label="Time limit (minutes)",
+                      help="Wall-clock minutes the training may take, e.g. a queue's wall time less a margin: the "
+                           "learning rate then decays over this time (or the epochs, whichever ends first) and "
+                           "the run stops with its checkpoints once it is spent. 0: no limit.")
         form.addParam(TrainParam.SURFACE_DICE.value, BooleanParam, default=engine.loss.surface_dice,
                       label="Surface-Dice loss?",
                       help="Add MemBrain v2's Surface-Dice loss, which rewards connected membranes.")
@@ -234,6 +240,7 @@ class ProtBilayerTrain(EMProtocol):
                 "--patch-size", str(self._value(TrainParam.PATCH_SIZE)),
                 "--batch-size", str(self._value(TrainParam.BATCH_SIZE)),
                 "--steps-per-epoch", str(self._value(TrainParam.STEPS_PER_EPOCH)),
+                "--time-limit", repr(float(self._value(TrainParam.TIME_LIMIT))),
                 "--validate-every", str(self._value(TrainParam.VALIDATE_EVERY)),
                 "--seed", str(self._value(TrainParam.SEED)),
                 "--workers", str(self._value(TrainParam.WORKERS)),
@@ -302,6 +309,7 @@ class ProtBilayerTrain(EMProtocol):
         values = {"voxel_size": self._tomograms().getSamplingRate(),
                   "patch_size": self._value(TrainParam.PATCH_SIZE), "batch_size": self._value(TrainParam.BATCH_SIZE),
                   "steps_per_epoch": self._value(TrainParam.STEPS_PER_EPOCH),
+                  "time_limit": self._value(TrainParam.TIME_LIMIT),
                   "validate_every": self._value(TrainParam.VALIDATE_EVERY), "seed": self._value(TrainParam.SEED),
                   "num_workers": self._value(TrainParam.WORKERS), "precision": self._precision()}
         for key, param in (("epochs", TrainParam.EPOCHS), ("learning_rate", TrainParam.LEARNING_RATE)):
