@@ -187,8 +187,10 @@ def windows(shape: tuple[int, ...], overlap: float, fit: bool) -> tuple[int, int
     """(window edge, number of windows) over ``shape`` at ``overlap``: MemBrain-seg's 160³ windows
     (Bilayer's placement = MONAI's), or with ``fit`` the window Bilayer grows to predict fewer voxels."""
     from bilayer.infer import fit_window, window_count
+    from bilayer.model import NetworkConfig
 
-    window = fit_window(shape, WINDOW, 32, overlap) if fit else WINDOW  # MemBrain-seg's U-Net: multiples of 32
+    step = NetworkConfig().size_multiple  # MemBrain-seg's U-Net, the network window_flops counts too
+    window = fit_window(shape, WINDOW, step, overlap) if fit else WINDOW
     return window, window_count(shape, window, overlap)
 
 

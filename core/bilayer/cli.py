@@ -191,7 +191,8 @@ def info(tomograms: tuple[Path, ...], voxel_size: float | None) -> None:
               help="Window edge in the model's voxels, a multiple of 32.")
 @click.option("--fit-window/--fixed-window", default=_INFER.fit_window, show_default=True,
               help="Grow the window by up to 32 voxels where that predicts fewer voxels (e.g. one window "
-                   "instead of eight for a 162³ tomogram); --fixed-window places MemBrain-seg's windows.")
+                   "instead of eight for a 162³ tomogram; up to 1.7× the GPU memory of a 160³ window); "
+                   "--fixed-window places MemBrain-seg's windows.")
 @click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=_INFER.overlap, show_default=True,
               help="Fraction of a window shared with its neighbours (MemBrain-seg uses 0.5).")
 @click.option("--padding", type=click.Choice([p.value for p in Padding]), default=_INFER.padding.value,
