@@ -55,6 +55,5 @@ python scripts/make_synthetic_dataset.py $synth data/heldout_wide --section held
 python scripts/make_synthetic_dataset.py $synth data/heldout_far --section heldout_far --val 16 --seed 7000000
 for set in heldout heldout_wide heldout_far; do
     bilayer segment data/$set/imagesVal/*.mrc --out runs/default-large/$set --no-tta --no-preview
-    gts=(); for f in data/$set/labelsVal/*.mrc; do gts+=(--gt "$f"); done
-    bilayer evaluate runs/default-large/$set/*_seg.mrc "${gts[@]}" --csv runs/default-large/$set.csv
+    bilayer evaluate runs/default-large/$set/*_seg.mrc --gt-dir data/$set/labelsVal --csv runs/default-large/$set.csv
 done

@@ -149,22 +149,30 @@ def _training_progress_on_stderr() -> Iterator[None]:
 
 @click.command()
 @click.argument("predictions", nargs=-1, required=True, type=_PATH)
-@click.option("--gt", "truths", multiple=True, required=True, type=_PATH,
+@click.option("--gt", "truths", multiple=True, type=_PATH,
               help="Ground-truth labels (0, 1, 2 = ignore), one per prediction, in the same order.")
+@click.option("--gt-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Instead of --gt: the folder of labels, found by name (tomo_seg.mrc or tomo_0000_seg.mrc: "
+                   "tomo.mrc, as bilayer segment and nnU-Net-style datasets name them).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the table as CSV here.")
 @click.option("--threshold", type=float, default=0.0, show_default=True,
               help="Membrane where a prediction exceeds this (masks 0/1, or scores/logits).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing CSV.")
-def evaluate(predictions: Sequence[Path], truths: Sequence[Path], csv_path: Path | None, threshold: float,
-             overwrite: bool) -> None:
-    """Dice, Surface-Dice, precision and recall of PREDICTIONS against --gt labels, per tomogram."""
+def evaluate(predictions: Sequence[Path], truths: Sequence[Path], gt_dir: Path | None, csv_path: Path | None,
+             threshold: float, overwrite: bool) -> None:
+    """Dice, Surface-Dice, precision and recall of PREDICTIONS against --gt labels (or those in
+    --gt-dir), per tomogram."""
     import numpy as np
 
     from bilayer.io import read_volume
     from bilayer.io.atomic import atomic_open, check_output_path
     from bilayer.metrics import segmentation_scores
 
+    if bool(truths) == (gt_dir is not None):
+        raise click.UsageError("give the labels either as --gt files (one per prediction) or as --gt-dir")
+    if gt_dir is not None:
+        truths = _labels_in(gt_dir, predictions)
     if len(truths) != len(predictions):
         raise click.UsageError(f"{len(predictions)} predictions but {len(truths)} --gt files; give one --gt each")
     if csv_path is not None:
@@ -189,3 +197,32 @@ def evaluate(predictions: Sequence[Path], truths: Sequence[Path], csv_path: Path
         with atomic_open(csv_path, overwrite=overwrite) as f:
             f.write(buffer.getvalue().encode())
         click.echo(f"wrote {csv_path}")
+
+
+#: What ``bilayer segment`` appends to a tomogram's stem, and nnU-Net's image-channel tag.
+_OUTPUT_TAGS, _CHANNEL_TAG = ("_seg", "_scores"), "_0000"
+
+
+def _labels_in(folder: Path, predictions: Sequence[Path]) -> list[Path]:
+    """The label file in ``folder`` of each prediction, by name: ``<stem>.mrc`` where the stem is
+    the prediction's without ``_seg``/``_scores``, or without nnU-Net's ``_0000`` as well.
+
+    Raises:
+        click.UsageError: some prediction has no label there (all of them are named).
+    """
+    found, missing = [], []
+    for prediction in predictions:
+        stem = prediction.name.split(".")[0]
+        for tag in _OUTPUT_TAGS:
+            stem = stem.removesuffix(tag)
+        candidates = [folder / f"{stem}.mrc"]
+        if stem.endswith(_CHANNEL_TAG):
+            candidates.append(folder / f"{stem.removesuffix(_CHANNEL_TAG)}.mrc")
+        match = next((c for c in candidates if c.is_file()), None)
+        if match is None:
+            missing.append(f"{prediction.name} (no {' or '.join(c.name for c in candidates)})")
+        found.append(match)
+    if missing:
+        raise click.UsageError(f"{folder} lacks the labels of {'; '.join(missing)}; name each label after its "
+                               "tomogram, or give --gt files in the order of the predictions")
+    return found

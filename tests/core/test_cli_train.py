@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from pathlib import Path
 
 import nibabel
 import numpy as np
@@ -114,3 +115,32 @@ def test_evaluate_prints_and_writes_the_scores(tmp_path, capsys):
     assert float(row["dice"]) == pytest.approx(expected["dice"]) and 0 < expected["dice"] < 1
     code, _, err = run(capsys, "evaluate", tmp_path / "pred.mrc", tmp_path / "pred.mrc", "--gt", tmp_path / "gt.mrc")
     assert code == 2 and "one --gt each" in err
+
+
+def test_evaluate_finds_the_labels_of_segment_outputs_in_a_folder(tmp_path, capsys):
+    labels, masks = tmp_path / "labelsVal", tmp_path / "seg"
+    labels.mkdir(), masks.mkdir()
+    expected = {}
+    for seed, name in ((5, "scene_a"), (6, "scene_b")):
+        truth = generate_tomogram(SynthConfig(shape=(32, 40, 40), voxel_size=10.0), seed=seed).labels.astype(np.int8)
+        pred = np.roll(truth == 1, seed - 4, axis=1).astype(np.int8)
+        write_volume(labels / f"{name}.mrc", truth, voxel_size=10.0)
+        write_volume(masks / f"{name}_0000_seg.mrc", pred, voxel_size=10.0)  # an nnU-Net image's mask
+        expected[name] = segmentation_scores(pred, truth)["dice"]
+    write_volume(labels / "scene_b_0000.mrc", np.zeros((32, 40, 40), np.int8), voxel_size=10.0)  # not a label
+    code, out, err = run(capsys, "evaluate", masks / "scene_b_0000_seg.mrc", masks / "scene_a_0000_seg.mrc",
+                         "--gt-dir", labels, "--csv", tmp_path / "scores.csv")
+    assert code == 0, err
+    with open(tmp_path / "scores.csv") as f:
+        rows = {Path(r["prediction"]).name: r for r in csv.DictReader(f)}
+    assert Path(rows["scene_a_0000_seg.mrc"]["ground_truth"]).name == "scene_a.mrc"
+    assert float(rows["scene_a_0000_seg.mrc"]["dice"]) == pytest.approx(expected["scene_a"])
+    # the exact stem wins: scene_b_0000.mrc (all background) scores any mark 0
+    assert Path(rows["scene_b_0000_seg.mrc"]["ground_truth"]).name == "scene_b_0000.mrc"
+    assert float(rows["scene_b_0000_seg.mrc"]["dice"]) == 0.0 and expected["scene_b"] > 0
+    write_volume(masks / "other_seg.mrc", np.zeros((32, 40, 40), np.int8), voxel_size=10.0)
+    code, _, err = run(capsys, "evaluate", masks / "other_seg.mrc", masks / "scene_a_0000_seg.mrc", "--gt-dir", labels)
+    assert code == 2 and "lacks the labels of other_seg.mrc (no other.mrc)" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "evaluate", masks / "scene_a_0000_seg.mrc", "--gt-dir", labels,
+                       "--gt", labels / "scene_a.mrc")
+    assert code == 2 and "either as --gt files" in err
