@@ -128,8 +128,8 @@ def test_evaluate_finds_the_labels_of_segment_outputs_in_a_folder(tmp_path, caps
         write_volume(masks / f"{name}_0000_seg.mrc", pred, voxel_size=10.0)  # an nnU-Net image's mask
         expected[name] = segmentation_scores(pred, truth)["dice"]
     write_volume(labels / "scene_b_0000.mrc", np.zeros((32, 40, 40), np.int8), voxel_size=10.0)  # not a label
-    code, out, err = run(capsys, "evaluate", masks / "scene_b_0000_seg.mrc", masks / "scene_a_0000_seg.mrc",
-                         "--gt-dir", labels, "--csv", tmp_path / "scores.csv")
+    code, _, err = run(capsys, "evaluate", masks / "scene_b_0000_seg.mrc", masks / "scene_a_0000_seg.mrc",
+                       "--gt-dir", labels, "--csv", tmp_path / "scores.csv")
     assert code == 0, err
     with open(tmp_path / "scores.csv") as f:
         rows = {Path(r["prediction"]).name: r for r in csv.DictReader(f)}

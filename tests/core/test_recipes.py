@@ -42,7 +42,7 @@ def test_the_gpu_recipe_is_bounded_by_time_not_epochs():
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
 def test_each_script_parses(path):
-    done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
 
 
