@@ -30,6 +30,7 @@ scenes=${SCENES:-120} val=${VAL:-8} data=${DATA:-$PWD/data/gpu}
 cores=$(nproc) py=${PYTHON:-python3}
 "$py" -c "import bilayer" 2>/dev/null || export PYTHONPATH=$PWD/core${PYTHONPATH:+:$PYTHONPATH}
 synth=configs/default_synth.yaml
+source scripts/mix_datasets.sh
 started=$(date +%s)
 say() { echo "[$(( $(date +%s) - started )) s] $*"; }
 
@@ -40,12 +41,7 @@ say "generating $((3 * scenes)) training and $((3 * val)) validation scenes on $
     --seed 12000000 --workers "$cores" --resample-to 10 >> "$out/data.log"
 "$py" scripts/make_synthetic_dataset.py $synth "$data/wider" --section train_wider --train "$scenes" \
     --val "$val" --seed 14000000 --workers "$cores" --resample-to 10 >> "$out/data.log"
-for split in imagesTr labelsTr imagesVal labelsVal; do  # one dataset of links, files prefixed by section
-    mkdir -p "$data/mix/$split"
-    for set in train wide wider; do
-        for f in "$data/$set/$split"/*.mrc; do ln -sf "$f" "$data/mix/$split/${set}_$(basename "$f")"; done
-    done
-done
+mix "$data/mix" "$data/train" "$data/wide" "$data/wider"  # one dataset of links, prefixed by section
 
 say "fine-tuning for $minutes minutes"
 # shellcheck disable=SC2086  # TRAIN_ARGS holds several options

@@ -7,16 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 synth=configs/default_synth.yaml
 
-# mix OUT SET...: one dataset folder OUT linking every split of data/SET, files prefixed SET_.
-mix() {
-    local out=$1 split set f; shift
-    for split in imagesTr labelsTr imagesVal labelsVal; do
-        mkdir -p "$out/$split"
-        for set in "$@"; do
-            for f in data/$set/$split/*.mrc; do ln -sf "$PWD/$f" "$out/$split/${set}_$(basename "$f")"; done
-        done
-    done
-}
+source scripts/mix_datasets.sh  # mix OUT DIR...: one dataset of links
 
 # Stage 1: 400 scenes at 9-12 Å, from scratch (16 epochs), then 10 more epochs at half the rate.
 python scripts/make_synthetic_dataset.py $synth data/default --train 400 --val 16 --seed 0
@@ -27,7 +18,7 @@ bilayer finetune data/default --model runs/default/best.bilayer.pt --config conf
 # Stage 2: add 240 scenes drawn at 8-16 Å with wider imaging ranges, resampled to 10 Å, and fine-tune.
 python scripts/make_synthetic_dataset.py $synth data/wide --section train_wide --train 240 --val 8 \
     --seed 2000000 --resample-to 10
-mix data/default-mix default wide
+mix data/default-mix data/default data/wide
 bilayer finetune data/default-mix --model runs/default-cont/best.bilayer.pt --config configs/default_train_wide.yaml \
     --out runs/default-wide
 
@@ -38,7 +29,7 @@ bilayer finetune data/default-mix --model runs/default-wide/best.bilayer.pt --co
     --out runs/default-p96 --patch-size 96 --batch-size 2 --epochs 6 --steps-per-epoch 25 --lr 0.002 --validate-every 6
 python scripts/make_synthetic_dataset.py $synth data/wider --section train_wider --train 200 --val 8 \
     --seed 3000008 --resample-to 10
-mix data/default-mix3 default wide wider
+mix data/default-mix3 data/default data/wide data/wider
 bilayer finetune data/default-mix3 --model runs/default-p96/best.bilayer.pt --config configs/default_train_large.yaml \
     --out runs/default-large
 

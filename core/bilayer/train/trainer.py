@@ -151,9 +151,10 @@ class _Run:
         for index, batch in enumerate(tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", disable=not show,
                                            leave=False), start=1):
             if self.config.time_limit and index > 1:  # every epoch takes at least one step
-                if self._out_of_time():
+                elapsed = self._elapsed()  # once per step: under torchrun it is a collective
+                if elapsed >= self._limit:
                     break
-                self._set_lr(epoch)
+                self._set_lr(epoch, elapsed)
             image, label = self._to_model(batch)
             loss = self.stepper(image, label).item()
             self.state.step += 1
@@ -228,12 +229,13 @@ class _Run:
         log.info("resuming %s after epoch %d", self.folder, saved.epoch)
         return saved
 
-    def _set_lr(self, epoch: int) -> None:
+    def _set_lr(self, epoch: int, elapsed: float | None = None) -> None:
         """MemBrain-seg's poly schedule, one value per epoch (epoch 1 uses the initial rate); under a
-        time limit, set before every step, over the epochs or the time, whichever is further on."""
+        time limit, set before every step, over the epochs or the time (``elapsed`` seconds, read
+        here if not given), whichever is further on."""
         progress = (epoch - 1) / self.config.epochs
         if self.config.time_limit:
-            progress = max(progress, self._elapsed() / self._limit)
+            progress = max(progress, (self._elapsed() if elapsed is None else elapsed) / self._limit)
         factor = max(0.0, 1 - progress) ** self.config.poly_power
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate * factor
