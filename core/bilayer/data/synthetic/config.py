@@ -51,6 +51,9 @@ _FLOAT_RANGES: tuple[tuple[str, float, float], ...] = (
     ("snr_range", 1e-4, 100.0),
     ("noise_color_range", 0.0, 2.0),
     ("background_range", 0.0, 5.0),
+    ("band_fwhm_range", 10.0, 80.0),
+    ("membrane_gain_range", 0.1, 10.0),
+    ("resolution_range", 4.0, 100.0),
 )
 _INT_RANGES: tuple[tuple[str, int, int], ...] = (
     ("membrane_count_range", 0, 100),
@@ -64,6 +67,7 @@ _PROBABILITIES: tuple[str, ...] = (
     "phase_flip_probability",
     "lowpass_probability",
     "invert_probability",
+    "appearance_probability",
 )
 _SCALARS: tuple[tuple[str, float, float], ...] = (
     ("lamella_tilt_max", 0.0, 45.0),
@@ -136,6 +140,14 @@ class SynthConfig:
         hidden_membrane_angle: Membrane label voxels whose surface never comes within this angle
             (degrees) of edge-on, i.e. of parallel to the beam, in any tilt of the series lie in
             the missing wedge and are invisible; they get the ignore label 2. 90 disables this.
+        appearance_probability: Probability that a scene's look is drawn from the wide appearance
+            families of :mod:`.appearance` (one dark band or a bilayer, no CTF, low resolution,
+            back-projected noise, bias field, dense cores) instead of the physical look alone;
+            0 leaves every scene exactly as without them.
+        band_fwhm_range: Width (FWHM) of a membrane drawn as one dark band, Å.
+        membrane_gain_range: Factor on the membranes' density against the other contents under
+            a drawn look (drawn log-uniformly).
+        resolution_range: Effective resolution of a drawn look's extra low-pass, Å (log-uniform).
     """
 
     shape: tuple[int, int, int] = (128, 128, 128)
@@ -176,6 +188,10 @@ class SynthConfig:
     background_range: tuple[float, float] = (0.0, 0.5)
     invert_probability: float = 0.03
     hidden_membrane_angle: float = 25.0
+    appearance_probability: float = 0.0
+    band_fwhm_range: tuple[float, float] = (25.0, 55.0)
+    membrane_gain_range: tuple[float, float] = (0.5, 2.0)
+    resolution_range: tuple[float, float] = (8.0, 40.0)
 
     def __post_init__(self) -> None:
         if isinstance(self.scene_type, str) and not isinstance(self.scene_type, SceneType):

@@ -21,6 +21,8 @@ from bilayer.data.synthetic.fields import k_squared, log_uniform, smooth_random_
 
 __all__ = [
     "CtfMode",
+    "backprojected_noise",
+    "bias_field",
     "ImagingParams",
     "ctf",
     "draw_imaging",
@@ -44,6 +46,10 @@ class CtfMode(str, enum.Enum):
     PHASE_FLIPPED = "phase_flipped"
     """Phase-flipped: every frequency has the sign of low frequencies, zeros remain."""
 
+    NONE = "none"
+    """Fringes removed (an appearance family, see :mod:`.appearance`): the phase-flipped CTF up to
+    its first maximum, flat beyond, as after an ideal correction."""
+
 
 @dataclass(frozen=True)
 class ImagingParams:
@@ -66,6 +72,11 @@ class ImagingParams:
             binning (0 none, 2 strong), applied to signal and noise.
         background: Amplitude of the smooth background relative to the image's std.
         inverted: Whether the contrast is inverted (dense bright).
+        resolution: Effective resolution of an extra Gaussian low-pass of the signal (amplitude ½
+            at 1/resolution), Å, or None.
+        noise_tilts: Number of tilts of noise back-projected from a tilt series (streaks), or 0 for
+            noise shaped in Fourier space by ``noise_color``.
+        bias: Amplitude of a multiplicative bias field, or 0.
     """
 
     defocus: float
@@ -83,6 +94,9 @@ class ImagingParams:
     interpolation: float
     background: float
     inverted: bool
+    resolution: float | None = None
+    noise_tilts: int = 0
+    bias: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable values (enum as its value, floats rounded)."""
@@ -200,6 +214,51 @@ def edge_on_angle(nz: np.ndarray, nx: np.ndarray, tilt_min: float, tilt_max: flo
     return np.degrees(np.arcsin(np.clip(sine, 0.0, 1.0)))
 
 
+def _ctf_without_fringes(k: np.ndarray, params: ImagingParams) -> np.ndarray:
+    """A CTF with its fringes removed, as a perfect correction would leave it: the phase-flipped
+    CTF up to its first maximum (low frequencies stay weak), then flat; dense comes out dark."""
+    flipped = -ctf(k, params.defocus, params.amplitude_contrast, params.voltage_kv, params.spherical_aberration_mm,
+                   phase_flipped=True)
+    # the CTF is -sin(χ + asin A): its first maximum is at χ = π/2 - asin A, χ ≈ π λ Δf k²
+    phase = 0.5 - np.arcsin(params.amplitude_contrast) / np.pi
+    first_peak = np.sqrt(phase / (electron_wavelength(params.voltage_kv) * params.defocus))
+    return -np.where(k < first_peak, flipped, np.float32(1.0)).astype(np.float32)
+
+
+def bias_field(rng: np.random.Generator, shape: tuple[int, int, int], voxel_size: float, amplitude: float) -> np.ndarray:
+    """A smooth positive factor around 1 with standard deviation ``amplitude`` (uneven
+    illumination and thickness, as a multiplicative bias), float32."""
+    extent = float(min(shape)) * voxel_size
+    field = smooth_random_field(rng, shape, voxel_size, extent * rng.uniform(0.2, 0.5))
+    return np.clip(np.float32(1.0) + np.float32(amplitude) * field, 0.2, None).astype(np.float32)
+
+
+def backprojected_noise(
+    rng: np.random.Generator, shape: tuple[int, int, int], tilt_min: float, tilt_max: float, n_tilts: int
+) -> np.ndarray:
+    """Noise of a weighted back-projection: white noise in each of ``n_tilts`` projections (tilt
+    axis y, beam along z at tilt 0), ramp-filtered along x and smeared back through the volume
+    along its tilt's direction, so that it streaks along the tilt directions as real tomograms
+    do. Unit standard deviation, float32 (z, y, x)."""
+    nz, ny, nx = shape
+    width = int(np.ceil(np.hypot(nz, nx))) + 2
+    ramp = np.abs(np.fft.rfftfreq(width)).astype(np.float32)
+    z = np.arange(nz, dtype=np.float32)[:, None] - np.float32((nz - 1) / 2)
+    x = np.arange(nx, dtype=np.float32)[None, :] - np.float32((nx - 1) / 2)
+    out = np.zeros((ny, nz, nx), np.float32)
+    rows = np.arange(ny)[:, None]
+    for angle in np.radians(np.linspace(tilt_min, tilt_max, n_tilts)):
+        projection = np.fft.irfft(np.fft.rfft(rng.standard_normal((ny, width)), axis=1) * ramp, n=width, axis=1)
+        u = (x * np.float32(np.cos(angle)) + z * np.float32(np.sin(angle)) + np.float32((width - 1) / 2)).ravel()
+        i0 = np.clip(np.floor(u).astype(np.int64), 0, width - 2)
+        f = (u - i0).astype(np.float32)
+        sampled = projection[rows, i0] * (1 - f) + projection[rows, i0 + 1] * f
+        out += sampled.reshape(ny, nz, nx).astype(np.float32)
+    out = np.ascontiguousarray(out.transpose(1, 0, 2))
+    out -= np.float32(out.mean())
+    return out / np.float32(out.std() or 1.0)
+
+
 def _apply(density: np.ndarray, transfer: np.ndarray) -> np.ndarray:
     """Filter a real volume by a transfer function on its rfftn grid."""
     out = scipy.fft.irfftn(scipy.fft.rfftn(density, workers=-1) * transfer, s=density.shape, workers=-1)
@@ -260,16 +319,21 @@ def simulate(
     k = np.sqrt(k_squared(shape, voxel_size))
     wedge = missing_wedge_mask(shape, params.tilt_min, params.tilt_max)
     lowpass = _lowpass(shape, voxel_size, k, params.lowpass, params.interpolation)
-    transfer = ctf(
-        k,
-        params.defocus,
-        params.amplitude_contrast,
-        params.voltage_kv,
-        params.spherical_aberration_mm,
-        params.defocus_spread,
-        params.ctf_mode is CtfMode.PHASE_FLIPPED,
-    )
+    if params.ctf_mode is CtfMode.NONE:
+        transfer = _ctf_without_fringes(k, params)
+    else:
+        transfer = ctf(
+            k,
+            params.defocus,
+            params.amplitude_contrast,
+            params.voltage_kv,
+            params.spherical_aberration_mm,
+            params.defocus_spread,
+            params.ctf_mode is CtfMode.PHASE_FLIPPED,
+        )
     transfer *= np.exp(np.float32(-params.b_factor / 4.0) * k * k)
+    if params.resolution:
+        transfer *= np.exp(np.float32(-np.log(2.0) * params.resolution**2) * k * k)
     transfer = transfer * wedge * lowpass
     signal = _apply(density, transfer)
     if scatterer is not None and scatterer.any():
@@ -281,8 +345,12 @@ def simulate(
         signal_std = _EMPTY_SCENE_RATIO * float(signal.std())
     signal_std = signal_std or 1.0
 
-    white = rng.standard_normal(shape, dtype=np.float32)
-    shaping = (np.float32(0.05) + k * np.float32(2 * voxel_size)) ** np.float32(params.noise_color / 2)
+    if params.noise_tilts:
+        white = backprojected_noise(rng, shape, params.tilt_min, params.tilt_max, params.noise_tilts)
+        shaping = np.float32(1.0)
+    else:
+        white = rng.standard_normal(shape, dtype=np.float32)
+        shaping = (np.float32(0.05) + k * np.float32(2 * voxel_size)) ** np.float32(params.noise_color / 2)
     noise = scipy.fft.irfftn(scipy.fft.rfftn(white, workers=-1) * (shaping * wedge * lowpass), s=shape, workers=-1)
     noise = noise.astype(np.float32, copy=False)
     noise /= np.float32(noise.std() or 1.0)
@@ -300,6 +368,9 @@ def simulate(
         background = blob + ramp
         background /= np.float32(background.std() or 1.0)
         image += np.float32(params.background * image.std()) * background
+    if params.bias > 0:
+        image -= np.float32(image.mean())
+        image *= bias_field(rng, shape, voxel_size, params.bias)
     if params.inverted:
         image = -image
     image -= np.float32(image.mean())

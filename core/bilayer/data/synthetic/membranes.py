@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bilayer.data.synthetic.appearance import Appearance, restyle_bilayer
 from bilayer.data.synthetic.config import SynthConfig
 from bilayer.data.synthetic.curves import curve_field, random_curve
 from bilayer.data.synthetic.fields import (
@@ -71,6 +72,8 @@ class Frame:
             and keeps them inside), Å; infinite in a lamella.
         membrane_distance: Distance to the nearest membrane drawn so far (the canvas's map,
             updated as membranes are drawn), Å; builders use it to give up early on collisions.
+        look: The scene's drawn appearance (how its membranes are rendered), or None.
+        look_rng: The look's own random stream, so that a look never changes the geometry.
     """
 
     shape: tuple[int, int, int]
@@ -80,6 +83,8 @@ class Frame:
     slab_z: tuple[float, float]
     max_height: float
     membrane_distance: np.ndarray
+    look: Appearance | None = None
+    look_rng: np.random.Generator | None = None
 
     @property
     def extent(self) -> np.ndarray:
@@ -104,7 +109,8 @@ class Frame:
     def bilayer(self, rng: np.random.Generator) -> Bilayer:
         """Draw a membrane profile from the configuration."""
         c = self.config
-        return draw_bilayer_params(rng, c.leaflet_separation_range, c.leaflet_width_range, c.label_thickness)
+        bilayer = draw_bilayer_params(rng, c.leaflet_separation_range, c.leaflet_width_range, c.label_thickness)
+        return restyle_bilayer(self.look_rng, bilayer, self.look)
 
     def perturbation(self, rng: np.random.Generator, radius: float, wavelength: float) -> ModeField:
         """A smooth shape deformation with amplitude drawn relative to ``radius`` Å."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bilayer.data.synthetic.appearance import add_dense_cores, draw_appearance
 from bilayer.data.synthetic.compose import MEMBRANE_BUILDERS, add_crowding, add_proteins, place_membrane
 from bilayer.data.synthetic.config import SceneType, SynthConfig
 from bilayer.data.synthetic.distractors import add_carbon, add_contamination, add_filaments, add_gold, add_granules
@@ -95,6 +96,8 @@ def _check_seed(seed: Any) -> int:
 
 def _generate(config: SynthConfig, seed_seq: np.random.SeedSequence, seed_info: dict[str, Any]) -> SyntheticTomogram:
     rng = np.random.default_rng(seed_seq)
+    look_rng = np.random.default_rng(seed_seq.spawn(1)[0])  # the look's own stream (see .appearance)
+    look = draw_appearance(look_rng, config)
     shape = config.shape
     vs = float(config.voxel_size) if config.voxel_size is not None else float(rng.uniform(*config.voxel_size_range))
     scene = config.scene_type
@@ -113,13 +116,21 @@ def _generate(config: SynthConfig, seed_seq: np.random.SeedSequence, seed_info: 
     # Free objects fit in the ice of an in vitro scene; a lamella cuts through whatever is there.
     max_height = float("inf") if scene is SceneType.LAMELLA else _FIT_IN_ICE * slab.half_thickness
     imaging = draw_imaging(rng, config, 2 * slab.half_thickness)
+    if look is not None:
+        imaging = look.imaging(imaging)
     canvas = Canvas(shape, vs, (imaging.tilt_min, imaging.tilt_max), config.hidden_membrane_angle)
-    frame = Frame(shape, vs, config, slab.z_range(extent), slab.z_interval(), max_height, canvas.membrane_distance)
+    frame = Frame(
+        shape, vs, config, slab.z_range(extent), slab.z_interval(), max_height, canvas.membrane_distance, look, look_rng
+    )
     slab_distance = slab.signed_distance(full_crop(shape, vs))
     inside = np.clip(np.float32(0.5) - slab_distance / np.float32(vs), 0, 1)
 
     membranes = _draw_membranes(rng, recipe, frame, canvas, inside)
     distractors = _draw_contents(rng, recipe, frame, canvas, slab)
+    if look is not None:
+        canvas.membrane_density *= np.float32(look.membrane_gain)
+        if look.dense_cores:
+            distractors += add_dense_cores(look_rng, canvas.density, canvas.membrane_distance, vs, membranes)
     canvas.membrane_density *= inside
     canvas.density *= inside
     canvas.density += canvas.membrane_density
@@ -137,6 +148,7 @@ def _generate(config: SynthConfig, seed_seq: np.random.SeedSequence, seed_info: 
         "scene_type": scene.value,
         "slab": slab.summary(),
         "imaging": imaging.to_dict(),
+        "appearance": look.to_dict() if look is not None else None,
         "membranes": membranes,
         "distractors": distractors,
         "label_fractions": {
