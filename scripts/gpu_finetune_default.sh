@@ -5,9 +5,10 @@
 #
 #   bash scripts/gpu_finetune_default.sh [TRAIN_MINUTES] [OUT]
 #
-# 1. Scenes from the three training sections of configs/default_synth.yaml (train, train_wide,
-#    train_wider; seeds from 10,000,000 on, which no held-out set uses), SCENES per section
-#    (default 120) and 8 validation scenes each, generated on every core.
+# 1. Scenes from the four training sections of configs/default_synth.yaml (train, train_wide,
+#    train_wider, train_looks; seeds from 30,000,000 on, which no held-out or earlier training set
+#    uses), SCENES per section (default 120; twice that of train_looks, whose looks are drawn at
+#    random) and 8 validation scenes each, generated on every core.
 # 2. `bilayer finetune` of the shipped model with configs/default_train_gpu.yaml (128³ patches in
 #    batches of 8) for TRAIN_MINUTES (default 5) of wall-clock time (`--time-limit`).
 # 3. The threshold, calibrated on the validation scenes (scripts/calibrate_threshold.py), folded
@@ -34,14 +35,16 @@ source scripts/mix_datasets.sh
 started=$(date +%s)
 say() { echo "[$(( $(date +%s) - started )) s] $*"; }
 
-say "generating $((3 * scenes)) training and $((3 * val)) validation scenes on $cores cores"
+say "generating $((5 * scenes)) training and $((4 * val)) validation scenes on $cores cores"
 "$py" scripts/make_synthetic_dataset.py $synth "$data/train" --train "$scenes" --val "$val" \
-    --seed 10000000 --workers "$cores" > "$out/data.log"
+    --seed 30000000 --workers "$cores" > "$out/data.log"
 "$py" scripts/make_synthetic_dataset.py $synth "$data/wide" --section train_wide --train "$scenes" --val "$val" \
-    --seed 12000000 --workers "$cores" --resample-to 10 >> "$out/data.log"
+    --seed 32000000 --workers "$cores" --resample-to 10 >> "$out/data.log"
 "$py" scripts/make_synthetic_dataset.py $synth "$data/wider" --section train_wider --train "$scenes" \
-    --val "$val" --seed 14000000 --workers "$cores" --resample-to 10 >> "$out/data.log"
-mix "$data/mix" "$data/train" "$data/wide" "$data/wider"  # one dataset of links, prefixed by section
+    --val "$val" --seed 34000000 --workers "$cores" --resample-to 10 >> "$out/data.log"
+"$py" scripts/make_synthetic_dataset.py $synth "$data/looks" --section train_looks --train "$((2 * scenes))" \
+    --val "$val" --seed 36000000 --workers "$cores" --resample-to 10 >> "$out/data.log"
+mix "$data/mix" "$data/train" "$data/wide" "$data/wider" "$data/looks"  # one dataset of links, prefixed by section
 
 say "fine-tuning for $minutes minutes"
 # shellcheck disable=SC2086  # TRAIN_ARGS holds several options
