@@ -21,7 +21,7 @@ from bilayer.io import read_volume
 from bilayer.metrics import dice_counts, surface_dice_counts
 from bilayer.postprocess.skeleton import skeletonize
 
-THRESHOLDS = (0.0, 0.5, 1.0, 1.5, 2.0)
+THRESHOLDS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
 
 
 def main(argv: list[str] | None = None) -> int:
