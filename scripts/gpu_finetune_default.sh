@@ -59,5 +59,5 @@ say "calibrating the threshold on the validation scenes"
 "$py" scripts/calibrate_threshold.py "$out/val" "$data/mix/labelsVal" > "$out/threshold.txt"
 threshold=$(awk '/^best threshold/ {print $NF}' "$out/threshold.txt")
 "$py" scripts/export_default_model.py "$out/run/best.bilayer.pt" --threshold "$threshold" \
-    --name "bilayer default model (GPU fine-tune of v3, $minutes min)" --out "$out/bilayer_default.bilayer.pt"
+    --name "bilayer default model (GPU fine-tune of v4, $minutes min)" --out "$out/bilayer_default.bilayer.pt"
 say "done: $out/bilayer_default.bilayer.pt, threshold $threshold"
