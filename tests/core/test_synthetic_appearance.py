@@ -12,9 +12,9 @@ from bilayer.data.synthetic.imaging import (
     CtfMode,
     ImagingParams,
     _ctf_without_fringes,
-    backprojected_noise,
     ctf,
 )
+from bilayer.data.synthetic.noise import backprojected_noise
 from bilayer.data.synthetic.render import Bilayer, bilayer_density
 from bilayer.errors import ConfigError
 
