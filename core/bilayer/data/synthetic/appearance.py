@@ -41,6 +41,7 @@ _CORES = 0.5  # share of looks with dense granular cores
 _CORE_FILL = (0.3, 0.8)  # fraction of a vesicle's lumen (by radius) a core fills
 _CORE_CLEARANCE = 60.0  # Å between a core's proteins and any membrane mid-surface
 _FREE_CORES = (0, 3)  # free dense clusters per scene (inclusive)
+_CORE_KIND = "dense_core"  # in a scene's summary; only looks draw it, so it is not a DistractorKind
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Appearance:
         single_band: Membranes are one dark band instead of two resolved leaflets.
         band_fwhm: Full width at half maximum of that band, Å.
         membrane_gain: Factor on the membranes' density against the other contents.
-        ctf: Whether the CTF applies (False: only envelope, wedge and filters, no fringes).
+        ctf: Whether the CTF keeps its fringes (False: the fringe-free CTF of ``CtfMode.NONE``).
         resolution: Effective resolution of an extra Gaussian low-pass of the signal, Å, or None.
         noise_tilts: Number of tilts of back-projected noise, or 0 for Fourier-shaped noise.
         bias: Amplitude of the multiplicative bias field (0 for none).
@@ -146,8 +147,8 @@ def add_dense_cores(
         idx = np.clip(np.rint(points / voxel_size).astype(np.int64), 0, np.array(shape) - 1)
         keep = membrane_distance[tuple(idx.T)] > protein + _CORE_CLEARANCE
         points = points[keep]
-        groups.append(lumpy(rng, points, rng.uniform(0.7, 1.3, len(points)), protein, "dense_core"))
-        out.append({"kind": "dense_core", "center": center.round(1).tolist(), "radius": round(radius, 1),
+        groups.append(lumpy(rng, points, rng.uniform(0.7, 1.3, len(points)), protein, _CORE_KIND))
+        out.append({"kind": _CORE_KIND, "center": center.round(1).tolist(), "radius": round(radius, 1),
                     "count": int(len(points))})
     if groups:
         density += render_point_groups(groups, shape, voxel_size)
