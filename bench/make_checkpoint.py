@@ -245,7 +245,7 @@ def evaluate(ckpt: Path) -> list[float]:
     labels hold at least ``MIN_MEMBRANE`` membrane (a few scenes are drawn empty on purpose).
     """
     from bilayer.data.synthetic import SynthConfig, generate_tomogram
-    from bilayer.infer import InferenceConfig, Precision, Predictor, segment
+    from bilayer.infer import InferenceConfig, Precision, Predictor, segment_volume
     from bilayer.io import Volume
 
     predictor = Predictor.from_checkpoint(
@@ -257,7 +257,7 @@ def evaluate(ckpt: Path) -> list[float]:
         tomo = generate_tomogram(SynthConfig(shape=EVAL_SHAPE, voxel_size=VOXEL_SIZE), seed=seed)
         if np.mean(tomo.labels == 1) < MIN_MEMBRANE:
             continue
-        mask = segment(Volume(tomo.image, voxel_size=tomo.voxel_size), predictor).mask.data > 0
+        mask = segment_volume(Volume(tomo.image, voxel_size=tomo.voxel_size), predictor).mask.data > 0
         dice.append(_dice(mask, tomo.labels))
         log.info(
             "held-out tomogram seed %d: membrane %.1f%%, predicted %.1f%%, Dice %.3f",

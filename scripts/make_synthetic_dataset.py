@@ -5,10 +5,12 @@
 
 The YAML file holds one mapping of generator settings (SynthConfig fields) per section
 (``train``, ``heldout``, ...); ``--section`` picks the one for the files written (default
-``train``). Tomogram ``i`` of a split uses seed ``SEED + i`` (validation: ``SEED + 1_000_000 + i``),
-so a set can be rebuilt exactly. Files: ``imagesTr/synth_NNNNN_0000.mrc`` (float32, the
-scene's voxel size in the header) and ``labelsTr/synth_NNNNN.mrc`` (int8: 0, 1, 2), the same
-under ``imagesVal/``/``labelsVal/``, and ``dataset.json`` with the settings.
+``train``). Tomogram ``i`` of a split uses seed ``SEED + i`` (validation: ``SEED + 1_000_000 + i``,
+``bilayer.data.layout.VAL_SEED_OFFSET``), so a set can be rebuilt exactly. Files, in the engine's
+dataset layout (``bilayer.data.layout.write_pair``): ``imagesTr/synth_NNNNN_0000.mrc`` (float32,
+the scene's voxel size in the header) and ``labelsTr/synth_NNNNN.mrc`` (int8: 0, 1, 2), the
+same under ``imagesVal/``/``labelsVal/``, and ``dataset.json`` with the settings. Running it
+again over the same folder rewrites those cases.
 
 ``--resample-to 10`` shows the network what ``bilayer segment`` feeds it: each scene is drawn
 at its own voxel size (from ``voxel_size_range``) on a cube covering the section's ``shape`` at
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-VAL_SEED_OFFSET = 1_000_000
+from bilayer.data.layout import Split
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,11 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(set(shape)) != 1 or not args.resample_to > 0:
             p.error(f"--resample-to needs a cubic shape in section {args.section!r} and a positive voxel size")
         settings = {**settings, "resample_to": args.resample_to}
-    jobs = [("Tr", args.seed + i, i) for i in range(args.train)]
-    jobs += [("Val", args.seed + VAL_SEED_OFFSET + i, i) for i in range(args.val)]
-    for split in ("Tr", "Val"):
-        for kind in ("images", "labels"):
-            (args.out / f"{kind}{split}").mkdir(parents=True, exist_ok=True)
+    jobs = [(split, args.seed + split.seed_offset + i, i)
+            for split, count in ((Split.TRAIN, args.train), (Split.VAL, args.val)) for i in range(count)]
+    args.out.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(args.workers) as pool:
         for line in pool.map(_write, [(args.out, settings, *job) for job in jobs]):
             print(line, flush=True)
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(job: tuple) -> str:
+    from bilayer.data.layout import write_pair
     from bilayer.data.synthetic import SynthConfig, generate_tomogram
-    from bilayer.io import write_volume
 
     out, settings, split, seed, index = job
     settings = dict(settings)
@@ -81,12 +81,9 @@ def _write(job: tuple) -> str:
         image, labels, voxel_size = _resample(image, size), _resample_labels(labels, size), target
     name = f"synth_{index:05d}"
     label = [f"bilayer synthetic seed {seed}" + (f", drawn at {scene.voxel_size:.2f} Å" if target else "")]
-    write_volume(out / f"images{split}" / f"{name}_0000.mrc", image, voxel_size=voxel_size, labels=label,
-                 overwrite=True)
-    write_volume(out / f"labels{split}" / f"{name}.mrc", labels.astype("int8"), voxel_size=voxel_size,
-                 labels=label, overwrite=True)
+    write_pair(out, split, name, image, labels, voxel_size=voxel_size, header_labels=label, overwrite=True)
     membrane = float((labels == 1).mean())
-    return f"{split} {name} seed {seed}: {scene.voxel_size:.1f} Å, membrane {100 * membrane:.1f}%"
+    return f"{split.value} {name} seed {seed}: {scene.voxel_size:.1f} Å, membrane {100 * membrane:.1f}%"
 
 
 def _resample(image: np.ndarray, size: int) -> np.ndarray:

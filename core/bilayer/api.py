@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from bilayer.errors import ConfigError
+from bilayer.errors import BilayerError, ConfigError
 from bilayer.io import Volume, read_volume
 
 if TYPE_CHECKING:
@@ -25,38 +26,59 @@ def segment(
     config: "InferenceConfig | None" = None,
     outputs: "OutputOptions | None" = None,
     device: str | None = None,
+    settings: str | os.PathLike | None = None,
+    **options: Any,
 ) -> "Segmentation":
     """Segment membranes; returns the mask (and scores, components, skeleton if asked) as Volumes.
+
+    Options merge as everywhere in Bilayer (:func:`bilayer.infer.segment_options`): the defaults,
+    then ``settings`` (a JSON or YAML file of options), then ``options`` given here by name
+    (``window=192, tta=False, scores=True``...), with ``config``/``outputs`` objects replacing
+    their part whole.
 
     Args:
         tomogram: a :class:`Volume`, a (z, y, x) array (then ``voxel_size`` is required), or
             an MRC path (read memory-mapped; ``voxel_size`` replaces the header's).
         model: a ready :class:`Predictor` (reuse it for many tomograms), a loaded model, a
             checkpoint path (Bilayer's or MemBrain-seg's ``.ckpt``), or ``None`` for the
-            embedded default model.
+            embedded default model (or the settings' ``model``).
         config: windows, TTA, precision and threshold (ignored when ``model`` is a Predictor).
         outputs: which extra results to keep (scores, components, skeleton).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``... (ignored when ``model`` is a Predictor).
+        settings: a settings file; options: option values by name.
 
     Raises:
-        BilayerError: a bad tomogram, model or option, as one-line messages.
+        BilayerError: a bad tomogram, model or option, an implausible voxel size or a tomogram that
+            cannot fit the memory, as one-line messages, before any work.
     """
-    from bilayer.infer import InferenceConfig, OutputOptions, Predictor
-    from bilayer.infer import segment as run_segment
+    from bilayer.infer import Predictor, segment_options, segment_volume
+    from bilayer.infer.preflight import available_memory, check_voxel_size, memory_estimate
     from bilayer.model import LoadedModel
 
+    chosen = segment_options(settings, device=device, **options)
+    if config is not None:
+        chosen = replace(chosen, inference=config)
+    wanted = outputs or replace(chosen.outputs, preview=False)
+    given = voxel_size if voxel_size is not None else chosen.voxel_size
     if isinstance(tomogram, Volume):
-        volume = tomogram if voxel_size is None else Volume(tomogram.data, voxel_size, tomogram.origin, tomogram.path)
+        volume = tomogram if given is None else Volume(tomogram.data, given, tomogram.origin, tomogram.path)
     elif isinstance(tomogram, np.ndarray):
-        if voxel_size is None:
+        if given is None:
             raise ConfigError("give voxel_size (Å) with a plain array, or pass a Volume or a file path")
-        volume = Volume(tomogram, voxel_size)
+        volume = Volume(tomogram, given)
     else:
-        volume = read_volume(tomogram, voxel_size=voxel_size)
+        volume = read_volume(tomogram, voxel_size=given)
     if isinstance(model, Predictor):
         predictor = model
     elif isinstance(model, LoadedModel):
-        predictor = Predictor.from_model(model, config or InferenceConfig(), device)
+        predictor = Predictor.from_model(model, chosen.inference, chosen.device)
     else:
-        predictor = Predictor.from_checkpoint(model, config, device)
-    return run_segment(volume, predictor, outputs=outputs or OutputOptions(preview=False))
+        predictor = Predictor.from_checkpoint(model or chosen.model, chosen.inference, chosen.device)
+    check_voxel_size(volume, predictor, given=given is not None or isinstance(tomogram, np.ndarray))
+    windows = predictor.window_plan(volume.shape, volume.isotropic_voxel_size)
+    need, memory = memory_estimate(volume.shape, windows, predictor, scores_in_memory=True), available_memory()
+    if memory is not None and need > memory:
+        raise BilayerError(f"{volume.path or 'the tomogram'}: segmenting it in memory needs about "
+                           f"{need / 1024**3:.1f} GB, {memory / 1024**3:.1f} GB is available; use a smaller window or "
+                           "batch, turn off TTA, check the voxel size, or write to files (bilayer segment)")
+    return segment_volume(volume, predictor, outputs=wanted)

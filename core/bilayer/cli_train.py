@@ -15,7 +15,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import click
 
+from bilayer.data.layout import IMAGE_TAG
 from bilayer.errors import ConfigError
+from bilayer.io.naming import OUTPUT_SUFFIXES
 
 __all__ = ["evaluate", "finetune", "train"]
 
@@ -199,8 +201,8 @@ def evaluate(predictions: Sequence[Path], truths: Sequence[Path], gt_dir: Path |
         click.echo(f"wrote {csv_path}")
 
 
-#: What ``bilayer segment`` appends to a tomogram's stem, and nnU-Net's image-channel tag.
-_OUTPUT_TAGS, _CHANNEL_TAG = ("_seg", "_scores"), "_0000"
+#: What ``bilayer segment`` appends to a tomogram's stem (its mask and scores).
+_OUTPUT_TAGS = tuple(OUTPUT_SUFFIXES[k].removesuffix(".mrc") for k in ("mask", "scores"))
 
 
 def _labels_in(folder: Path, predictions: Sequence[Path]) -> list[Path]:
@@ -216,8 +218,8 @@ def _labels_in(folder: Path, predictions: Sequence[Path]) -> list[Path]:
         for tag in _OUTPUT_TAGS:
             stem = stem.removesuffix(tag)
         candidates = [folder / f"{stem}.mrc"]
-        if stem.endswith(_CHANNEL_TAG):
-            candidates.append(folder / f"{stem.removesuffix(_CHANNEL_TAG)}.mrc")
+        if stem.endswith(IMAGE_TAG):
+            candidates.append(folder / f"{stem.removesuffix(IMAGE_TAG)}.mrc")
         match = next((c for c in candidates if c.is_file()), None)
         if match is None:
             missing.append(f"{prediction.name} (no {' or '.join(c.name for c in candidates)})")

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from bilayer.errors import ConfigError
-from bilayer.io.atomic import atomic_open
+from bilayer.io.atomic import OutputGroup, atomic_open
 from bilayer.io.volume import Volume
 
 __all__ = ["central_slices", "render_preview", "write_preview"]
@@ -125,11 +125,13 @@ def write_preview(
     *,
     overwrite: bool = False,
     protect: Iterable[str | os.PathLike] = (),
+    group: OutputGroup | None = None,
     **options: object,
 ) -> Path:
-    """Write :func:`render_preview`'s PNG atomically to ``path``; options as there."""
+    """Write :func:`render_preview`'s PNG atomically to ``path`` (with ``group``'s other outputs);
+    options as there."""
     png = render_preview(image, mask, **options)  # type: ignore[arg-type]
-    with atomic_open(path, overwrite=overwrite, protect=protect) as f:
+    with atomic_open(path, overwrite=overwrite, protect=protect, group=group) as f:
         f.write(png)
     return Path(path)
 

@@ -245,7 +245,8 @@ def run_program(argv: Sequence[str] | None, parser: JobParser,
               "to do the rest", flush=True)
     except BilayerError as e:
         status, code = ExitStatus.FAILURE, EXIT_USAGE
-        print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+        for line in getattr(e, "problems", None) or [str(e)]:  # a pre-flight error: one line per problem
+            print(f"{parser.prog}: error: {' '.join(str(line).split())}", file=sys.stderr, flush=True)
     except Exception:  # a bug: keep the traceback for the report
         print(f"{parser.prog}: unexpected error (please report it with this log):\n{traceback.format_exc()}",
               file=sys.stderr, flush=True)

@@ -7,7 +7,13 @@ preview, into the job folder, below the input's own folders as RELION's jobs do
 It then writes the input STAR file again with columns naming the outputs
 (:data:`~bilayer_relion.star.MEMBRANE_COLUMNS`), and the output nodes: that STAR file and every
 mask. A tomogram whose outputs are all there is skipped, so continuing a killed or aborted job
-does the rest; one that fails is reported and the others go on (the job then ends FAILURE).
+does the rest. The tomograms to do are checked before the first window (files, voxel sizes,
+memory, disk: a problem fails the job before any work); one that fails during the work leaves
+no outputs and the others go on (the job then ends FAILURE).
+
+Options are the engine's (:func:`bilayer.infer.config.segment_options`): each ``--<name>``
+parameter is the option of that name, ``--settings FILE`` reads a JSON or YAML file of them, and
+``--gpu`` is RELION's device field.
 """
 
 from __future__ import annotations
@@ -16,14 +22,15 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from bilayer.errors import BilayerError, ConfigError, InputFileError
-from bilayer.infer.config import InferenceConfig, Padding, Precision
-from bilayer.infer.pipeline import OutputOptions, output_paths
-from bilayer.io import atomic_open
+from bilayer.checks import choices_text
+from bilayer.errors import ConfigError, InputFileError
+from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, SegmentOptions, TtaGrid, \
+    segment_options
+from bilayer.io import atomic_open, output_paths
 from bilayer_relion._job import Job, JobFailed, JobParser, Node, NodeType, device_from_gpu, run_program, yes_no
 from bilayer_relion.star import AUTO, MEMBRANE_COLUMNS, ListKind, Tomogram, TomogramList, read_tomogram_list, star_text
 
@@ -35,6 +42,8 @@ SETTINGS_FILE = "bilayer_segment.json"
 _INFER = InferenceConfig()
 _OUTPUTS = OutputOptions()
 _JOB_FOLDER = re.compile(r"job\d+")  # RELION's <JobType>/jobNNN/ output folders
+#: Options that do not change the outputs, so a continued job may change them.
+_NOT_RECORDED = ("batch_size", "device")
 
 
 @dataclass(frozen=True)
@@ -53,12 +62,16 @@ class _Item:
 def build_parser() -> JobParser:
     """The job's arguments: RELION's, and the parameters (``--<label> <value>``)."""
     p = JobParser(PROG, "Segment membranes in tomograms (MemBrain v2 method) as a RELION External job.")
+    p.add_option("settings", metavar="FILE", help="JSON or YAML file of segmentation options (these parameters' "
+                 "names); parameters given here override it.")
     p.add_option("model", metavar="CHECKPOINT", help="Bilayer checkpoint or MemBrain-seg .ckpt (read safely). "
                  "[default: the embedded default model]")
     p.add_option("threshold", kind=float, help="Membrane where the network's score (a logit) exceeds this; "
                  f"higher gives thinner masks. [default: {_INFER.threshold:g}]")
     p.add_option("tta", kind=yes_no, help="Average the 8 mirrored copies of every window (8x slower, slightly "
                  f"better). [default: {_yes(_INFER.tta)}]")
+    p.add_option("tta_grid", help=f"Where the mirrored copies' windows go: {choices_text(TtaGrid)} (membrain gives "
+                 f"MemBrain-seg's exact scores). [default: {_INFER.tta_grid.value}]")
     p.add_option("window", kind=int, help="Window edge in the model's voxels, a multiple of 32. "
                  f"[default: {_INFER.window}]")
     p.add_option("fit_window", kind=yes_no, help="Grow the window by up to 32 voxels where that predicts fewer "
@@ -66,7 +79,11 @@ def build_parser() -> JobParser:
     p.add_option("overlap", kind=float, help="Fraction of a window shared with its neighbours. "
                  f"[default: {_INFER.overlap:g}]")
     p.add_option("padding", help="What fills a window past the faces of a tomogram thinner than it: "
-                 f"{', '.join(x.value for x in Padding)} (zeros is MemBrain-seg's). [default: {_INFER.padding.value}]")
+                 f"{choices_text(Padding)} (zeros is MemBrain-seg's). [default: {_INFER.padding.value}]")
+    p.add_option("rescale", kind=yes_no, help="Resample windows to the model's voxel size and back; no only for "
+                 f"tomograms already at it. [default: {_yes(_INFER.rescale)}]")
+    p.add_option("rescale_like_membrain", kind=yes_no, help="Resample exactly as MemBrain-seg, including its "
+                 f"(old/new)^3 intensity scaling. [default: {_yes(_INFER.rescale_like_membrain)}]")
     p.add_option("scores", kind=yes_no, help="Also write <stem>_scores.mrc (float32 logits). "
                  f"[default: {_yes(_OUTPUTS.scores)}]")
     p.add_option("components", kind=yes_no, help="Also write <stem>_components.mrc (connected membranes, 1 = "
@@ -77,7 +94,7 @@ def build_parser() -> JobParser:
                  f"[default: {_yes(_OUTPUTS.skeleton)}]")
     p.add_option("preview", kind=yes_no, help=f"Write <stem>_preview.png. [default: {_yes(_OUTPUTS.preview)}]")
     p.add_option("gpu", metavar="ID", help="GPU to use (e.g. 0), or cpu. [default: the first GPU if any, else the CPU]")
-    p.add_option("precision", help=f"Arithmetic of the network: {', '.join(x.value for x in Precision)}. "
+    p.add_option("precision", help=f"Arithmetic of the network: {choices_text(Precision)}. "
                  f"[default: {_INFER.precision.value}]")
     p.add_option("batch_size", kind=int, help=f"Windows per forward pass. [default: {_INFER.batch_size}]")
     p.add_option("tomogram_column", metavar="LABEL", help="STAR column naming the tomograms, e.g. "
@@ -95,26 +112,18 @@ def run(args: argparse.Namespace, job: Job) -> list[Node]:
     """
     if not args.in_mics:
         raise ConfigError("give the tomograms with --in_mics STAR (RELION: 'Input micrographs' on the I/O tab)")
-    config = InferenceConfig(
-        window=_pick(args.window, _INFER.window), fit_window=_pick(args.fit_window, _INFER.fit_window),
-        overlap=_pick(args.overlap, _INFER.overlap),
-        tta=_pick(args.tta, _INFER.tta), batch_size=_pick(args.batch_size, _INFER.batch_size),
-        precision=_pick(args.precision, _INFER.precision), threshold=_pick(args.threshold, _INFER.threshold),
-        padding=_pick(args.padding, _INFER.padding))
-    outputs = OutputOptions(
-        scores=_pick(args.scores, _OUTPUTS.scores), components=_pick(args.components, _OUTPUTS.components),
-        min_size=_pick(args.min_size, _OUTPUTS.min_size), skeleton=_pick(args.skeleton, _OUTPUTS.skeleton),
-        preview=_pick(args.preview, _OUTPUTS.preview))
-    tomograms = read_tomogram_list(args.in_mics, column=args.tomogram_column or AUTO, voxel_size=args.voxel_size)
+    options = job_options(args)
+    outputs = options.outputs
+    tomograms = read_tomogram_list(args.in_mics, column=args.tomogram_column or AUTO, voxel_size=options.voxel_size)
     items = _plan(tomograms, job.folder, outputs)
     made = any(path.exists() for item in items for path in item.outputs.values())
-    _keep_settings(job.folder, made, {"model": args.model or "default", "tomogram_column": tomograms.column,
-                                      "voxel_size": args.voxel_size, "outputs": asdict(outputs),
-                                      "inference": {k: v for k, v in asdict(config).items() if k != "batch_size"}})
+    recorded = {k: v for k, v in options.to_dict().items() if k not in _NOT_RECORDED}
+    _keep_settings(job.folder, made, {**recorded, "model": options.model or "default",
+                                      "tomogram_column": tomograms.column})
     todo = [item for item in items if not item.finished]
     print(f"{len(items)} tomogram(s) in {tomograms.source} ({tomograms.kind.value}, column {tomograms.column}); "
           f"{len(items) - len(todo)} finished before, {len(todo)} to do")
-    _segment(todo, config, outputs, args, job)
+    _segment(todo, options, job)
     star = job.folder / tomograms.source.name
     columns = {MEMBRANE_COLUMNS[kind]: [str(item.outputs[kind]) for item in items] for kind in items[0].outputs}
     with atomic_open(star, overwrite=True, protect=[tomograms.source]) as f:
@@ -124,37 +133,56 @@ def run(args: argparse.Namespace, job: Job) -> list[Node]:
     return [Node(star, star_type), *(Node(item.outputs["mask"], NodeType.MASK) for item in items)]
 
 
+def job_options(args: argparse.Namespace) -> SegmentOptions:
+    """The engine's options from the job's parameters (through its one merge point)."""
+    given = {name: getattr(args, name) for name in SegmentOptions.names() if name != "device" and hasattr(args, name)}
+    device = device_from_gpu(args.gpu) if args.gpu is not None else None
+    return segment_options(args.settings or None, device=device, **given)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job (see the module docstring); returns the exit status."""
     return run_program(argv, build_parser(), run)
 
 
-def _segment(todo: list[_Item], config: InferenceConfig, outputs: OutputOptions, args: argparse.Namespace,
-             job: Job) -> None:
-    """Segment ``todo`` with one loaded model, polling for an abort between tomograms and windows."""
+def _segment(todo: list[_Item], options: SegmentOptions, job: Job) -> None:
+    """Check, then segment ``todo`` with one loaded model, polling for an abort between tomograms and windows."""
     if not todo:
         return
-    from bilayer.infer.pipeline import segment_file
     from bilayer.infer.predictor import Predictor
+    from bilayer.infer.preflight import plan_segmentation
+    from bilayer.infer.segmentation import segment_plans
 
     job.check_abort()
-    predictor = Predictor.from_checkpoint(_model_path(args.model), config, device_from_gpu(args.gpu))
+    predictor = Predictor.from_checkpoint(options.model, options.inference, options.device)
     dtype = str(predictor.compute_dtype).removeprefix("torch.")
     print(f"model {predictor.source} ({predictor.info.voxel_size:g} Å) on {predictor.device}, {dtype}")
-    failed = []
-    for number, item in enumerate(todo, 1):
+    for item in todo:
+        item.folder.mkdir(parents=True, exist_ok=True)
+    voxel_sizes = {tomo.voxel_size for tomo in (item.tomogram for item in todo)}
+    plans = []
+    for voxel_size in voxel_sizes:  # the STAR file's voxel size per tomogram, else the header's
+        group = [item for item in todo if item.tomogram.voxel_size == voxel_size]
+        plans += plan_segmentation([item.tomogram.path for item in group], [item.folder for item in group],
+                                   predictor, options.outputs, voxel_size=voxel_size, overwrite=True)
+    names = {item.tomogram.path: item.tomogram.ts_id for item in todo}
+    started: list[Path] = []
+
+    def announce(plan: Any) -> Any:
+        """Before each tomogram: poll for an abort and say what is next; the window progress polls too."""
         job.check_abort()
-        tomo = item.tomogram
-        where = f"at {tomo.voxel_size:g} Å" if tomo.voxel_size else "at the MRC header's voxel size"
-        print(f"[{number}/{len(todo)}] {tomo.ts_id}: {tomo.path} {where}")
-        try:
-            report = segment_file(tomo.path, item.folder, predictor, voxel_size=tomo.voxel_size, outputs=outputs,
-                                  overwrite=True, progress=job.check_abort)
-        except BilayerError as e:
-            failed.append(tomo.ts_id)
-            print(f"{PROG}: error: {tomo.ts_id}: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
-            continue
-        print(f"  {report.summary()}")
+        started.append(plan.source)
+        print(f"[{len(started)}/{len(plans)}] {names[plan.source]}: {plan.source} at "
+              f"{plan.volume.isotropic_voxel_size:g} Å")
+        return job.check_abort
+
+    failed = []
+    for plan, result in segment_plans(plans, predictor, options.outputs, overwrite=True, progress=announce):
+        if isinstance(result, Exception):
+            failed.append(names[plan.source])
+            print(f"{PROG}: error: {failed[-1]}: {' '.join(str(result).split())}", file=sys.stderr, flush=True)
+        else:
+            print(f"  {result.summary()}")
     if failed:
         raise JobFailed(f"{len(failed)} of {len(todo)} tomogram(s) failed ({', '.join(failed)}; see the errors "
                         "above); fix them and continue the job: finished tomograms are kept")
@@ -165,7 +193,7 @@ def _plan(tomograms: TomogramList, job_folder: Path, outputs: OutputOptions) -> 
     items = []
     for tomo in tomograms.tomograms:
         folder = _output_folder(job_folder, tomo.path)
-        items.append(_Item(tomo, folder, output_paths(tomo.path, folder, outputs)))
+        items.append(_Item(tomo, folder, output_paths(tomo.path, folder, outputs.kinds)))
     seen: dict[Path, str] = {}
     for item in items:
         mask = item.outputs["mask"]
@@ -202,14 +230,6 @@ def _keep_settings(folder: Path, made: bool, settings: dict[str, Any]) -> None:
                               f"{path}); continue it with the same settings, or run a new job")
     with atomic_open(path, overwrite=True) as f:
         f.write((text + "\n").encode())
-
-
-def _model_path(model: str | None) -> Path | None:
-    return None if model in (None, "", "default") else Path(model)
-
-
-def _pick(value: Any, default: Any) -> Any:
-    return default if value is None else value
 
 
 def _yes(flag: bool) -> str:

@@ -13,12 +13,12 @@ abort file is checked after every epoch.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from bilayer.data import Split
+from bilayer.data.layout import case_id, link_pairs
 from bilayer.errors import ConfigError, InputFileError
 from bilayer.io import read_volume
 from bilayer.train import training_config
@@ -32,8 +32,6 @@ PROG = "bilayer-relion-train"
 DATASET_FOLDER = "dataset"
 RUN_FOLDER = "training"
 _DEFAULTS = TrainConfig()
-_IMAGE_TAG = "_0000"  # MemBrain-seg's (nnU-Net's) image-channel suffix
-_NIFTI = ".nii.gz"
 
 
 def build_parser() -> JobParser:
@@ -96,7 +94,9 @@ def run(args: argparse.Namespace, job: Job) -> list[Node]:
     pairs = {split: list(zip(found.tomograms, found.paths(found.column, "tomogram"),
                              found.paths(labels_column, "label"))) for split, found in lists.items()}
     voxel_size = _common_voxel_size([tomo for split in pairs.values() for tomo, _, _ in split])
-    dataset = _link_dataset(job.folder / DATASET_FOLDER, pairs)
+    cases = {split: [(case_id(tomo.ts_id), image, label) for tomo, image, label in items]
+             for split, items in pairs.items()}
+    dataset = link_pairs(job.folder / DATASET_FOLDER, cases, prune=True)  # a continued job drops stale links
     init = None
     if args.model:
         init = load_checkpoint(default_model_path() if args.model == "default" else Path(args.model))
@@ -138,42 +138,6 @@ def _common_voxel_size(tomograms: Sequence[Any]) -> float:
         raise InputFileError(f"the tomograms have different voxel sizes ({listed}); a model is trained at one: "
                              "give tomograms of one voxel size (bin them alike), or train one model per size")
     return next(iter(sizes.values()))
-
-
-def _link_dataset(root: Path, pairs: dict[Split, list[tuple[Any, Path, Path]]]) -> Path:
-    """Link every (tomogram, labels) pair into a MemBrain-seg dataset folder; stale links go."""
-    for split, items in pairs.items():
-        image_dir, label_dir = (root / name for name in split.folders)
-        wanted: dict[Path, Path] = {}
-        for tomo, image, label in items:
-            name = tomo.ts_id.replace(os.sep, "_")
-            wanted[image_dir / f"{name}{_IMAGE_TAG}{_suffix(image)}"] = image
-            wanted[label_dir / f"{name}{_suffix(label)}"] = label
-        for folder in (image_dir, label_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-            for old in folder.iterdir():
-                if old.is_symlink() and old not in wanted:
-                    old.unlink()
-        for link, target in wanted.items():
-            _link(link, target)
-    return root
-
-
-def _link(link: Path, target: Path) -> None:
-    """Point ``link`` at ``target`` by a relative symbolic link, replaced atomically."""
-    relative = os.path.relpath(os.path.abspath(target), os.path.abspath(link.parent))
-    if link.is_symlink() and os.readlink(link) == relative:
-        return
-    if link.exists() and not link.is_symlink():
-        raise InputFileError(f"{link} is a file, not a link this job made; remove it and continue the job")
-    temporary = link.with_name(f".{link.name}.link")
-    temporary.unlink(missing_ok=True)
-    os.symlink(relative, temporary)
-    os.replace(temporary, link)
-
-
-def _suffix(path: Path) -> str:
-    return _NIFTI if path.name.lower().endswith(_NIFTI) else path.suffix
 
 
 def _config(args: argparse.Namespace, finetune: bool, voxel_size: float) -> TrainConfig:

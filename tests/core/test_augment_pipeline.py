@@ -1,16 +1,16 @@
-"""The augmentation pipeline: config as data, seeded and reproducible, labels exact, inputs untouched."""
+"""The augmentation pipeline: seeded and reproducible, labels exact, inputs untouched (the config's own
+tests are in test_augment_config.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from bilayer.augment import AugmentConfig, Outside, build_augmentation, reseed, worker_seed
+from bilayer.augment import AugmentConfig, build_augmentation, reseed, worker_seed
 from bilayer.errors import ConfigError
 
 ALWAYS = {field.name: 1.0 for field in dataclasses.fields(AugmentConfig) if field.name.endswith("_prob")}
@@ -20,48 +20,6 @@ def _sample(rng, n: int = 32) -> dict:
     label = torch.from_numpy(rng.integers(0, 3, size=(1, n, n, n)).astype(np.float32))
     image = torch.from_numpy(rng.normal(size=(1, n, n, n)).astype(np.float32)) + label
     return {"image": image, "label": label}
-
-
-def test_config_round_trips_through_json():
-    config = AugmentConfig(zoom_range=(0.8, 1.2), outside=Outside.IGNORE, median_separable=True,
-                           missing_wedge_tilt_deg=(40.0, 60.0), erase_max_cuboids=3)
-    text = json.dumps(config.to_dict())
-    again = AugmentConfig.from_dict(json.loads(text))
-    assert again == config
-    assert json.loads(text)["outside"] == "ignore" and json.loads(text)["zoom_range"] == [0.8, 1.2]
-    assert AugmentConfig.from_dict({}) == AugmentConfig()
-
-
-def test_defaults_are_membrain_segs():
-    config = AugmentConfig()
-    assert (config.rotation_prob, config.max_rotation_deg, config.zoom_prob, config.zoom_range) == (0.75, 30.0, 0.3,
-                                                                                                     (0.7, 1.43))
-    assert (config.median_prob, config.blur_prob, config.noise_prob, config.low_res_prob) == (0.25, 0.3, 0.4, 0.35)
-    assert (config.gamma_prob, config.erase_prob, config.sharpen_prob, config.flip_prob) == (0.25, 0.4, 0.2, 0.5)
-    assert config.outside is Outside.BORDER
-
-
-@pytest.mark.parametrize("field,value", [
-    ("rotation_prob", 1.2),
-    ("zoom_range", (1.5, 0.7)),
-    ("zoom_range", "wide"),
-    ("max_rotation_deg", -1.0),
-    ("missing_wedge_tilt_deg", (45.0, 90.0)),
-    ("median_size", (2, 7.5)),
-    ("median_separable", "yes"),
-    ("low_res_scale", (0.2, 1.5)),
-    ("erase_max_cuboids", 0),
-    ("outside", "zeros"),
-    ("noise_max_std", float("nan")),
-])
-def test_invalid_values_name_the_field(field, value):
-    with pytest.raises(ConfigError, match=field):
-        AugmentConfig(**{field: value})
-
-
-def test_unknown_settings_are_listed():
-    with pytest.raises(ConfigError, match="rotaton_prob.*known ones"):
-        AugmentConfig.from_dict({"rotaton_prob": 0.5})
 
 
 def test_same_seed_same_augmentations(rng):

@@ -284,3 +284,65 @@ def test_non_mmap_read_gives_the_same_array(real_crop_paths):
     b = read_volume(real_crop_paths["visfd"], mmap=False)
     assert not isinstance(b.data, np.memmap)
     np.testing.assert_array_equal(a.data, b.data)
+
+
+# ---- output groups: a tomogram's outputs appear together, or not at all ----
+
+def test_an_output_group_publishes_together_the_first_file_last(tmp_path, monkeypatch):
+    import bilayer.io.atomic as atomic
+    from bilayer.io import HEADER_BYTES, open_volume_writer, output_group
+
+    order = []
+    original = atomic._publish
+    monkeypatch.setattr(atomic, "_publish", lambda fd, part, path, overwrite: (order.append(path.name),
+                                                                               original(fd, part, path, overwrite)))
+    mask = np.arange(2 * 3 * 4, dtype=np.int8).reshape(2, 3, 4)
+    with output_group() as group:
+        with open_volume_writer(tmp_path / "t_seg.mrc", mask.shape, np.int8, 10.0, group=group) as w:
+            w.write(0, mask)
+        assert list(tmp_path.iterdir()) == []  # finished, not yet named
+        np.testing.assert_array_equal(group.memmap(tmp_path / "t_seg.mrc", np.int8, mask.shape, HEADER_BYTES), mask)
+        write_volume(tmp_path / "t_scores.mrc", mask.astype(np.float32), voxel_size=10.0, group=group)
+        assert list(tmp_path.iterdir()) == []
+    assert order == ["t_scores.mrc", "t_seg.mrc"]
+    np.testing.assert_array_equal(read_volume(tmp_path / "t_seg.mrc").data, mask)
+
+
+def test_an_error_in_a_group_leaves_none_of_its_files(tmp_path):
+    from bilayer.io import output_group
+
+    with pytest.raises(RuntimeError):
+        with output_group() as group:
+            write_volume(tmp_path / "a.mrc", np.zeros((2, 2, 2), np.float32), voxel_size=1.0, group=group)
+            write_volume(tmp_path / "b.mrc", np.zeros((2, 2, 2), np.float32), voxel_size=1.0, group=group)
+            raise RuntimeError("killed during post-processing")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_group_that_cannot_name_a_file_removes_those_it_named(tmp_path):
+    from bilayer.errors import OutputError
+    from bilayer.io import output_group
+
+    with pytest.raises(OutputError, match="appeared while it was being written"):
+        with output_group() as group:
+            write_volume(tmp_path / "first.mrc", np.zeros((2, 2, 2), np.float32), voxel_size=1.0, group=group)
+            write_volume(tmp_path / "second.mrc", np.zeros((2, 2, 2), np.float32), voxel_size=1.0, group=group)
+            (tmp_path / "first.mrc").write_bytes(b"someone else's")  # appears while the group is open
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first.mrc"]  # theirs, untouched; second.mrc removed
+    assert (tmp_path / "first.mrc").read_bytes() == b"someone else's"
+
+
+def test_a_full_disk_while_writing_is_an_output_error_naming_the_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import bilayer.io.mrc_writer as mrc_writer
+    from bilayer.errors import OutputError
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(mrc_writer, "_pwrite_all", full)
+    with pytest.raises(OutputError, match=r"cannot write .*v.mrc: No space left on device; free space"):
+        write_volume(tmp_path / "v.mrc", np.zeros((2, 2, 2), np.float32), voxel_size=1.0)
+    assert list(tmp_path.iterdir()) == []

@@ -309,7 +309,7 @@ def test_bad_config_raises(options, match):
 
 def test_bad_inputs_raise():
     labels = torch.zeros(1, 1, 8, 8, 8)
-    with pytest.raises(ConfigError, match="unknown loss configuration key 'lambda_ce'"):
+    with pytest.raises(ConfigError, match=r"unknown loss configuration key\(s\) 'lambda_ce'"):
         LossConfig.from_dict({"lambda_ce": 1.0})
     with pytest.raises(ConfigError, match="3 outputs .* only 2"):
         heads = [labels, labels[..., ::2, ::2, ::2], labels[..., ::4, ::4, ::4]]

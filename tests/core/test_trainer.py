@@ -19,7 +19,7 @@ from bilayer.data import training_data
 from bilayer.data.patches import SyntheticPatches
 from bilayer.data.synthetic import SynthConfig
 from bilayer.errors import ConfigError
-from bilayer.infer import InferenceConfig, Predictor, segment
+from bilayer.infer import InferenceConfig, Predictor, segment_volume
 from bilayer.io import Volume
 from bilayer.model import AxisOrder, NetworkConfig, load_checkpoint
 from bilayer.train import TrainConfig, train
@@ -169,7 +169,7 @@ def test_finetuning_a_membrain_checkpoint_keeps_its_axes_and_feeds_the_predictor
     assert changed  # the weights moved
     volume = Volume(np.random.default_rng(0).normal(size=(64, 64, 64)).astype(np.float32), 10.0)
     predictor = Predictor.from_checkpoint(result.last, InferenceConfig(window=64, tta=False))
-    assert segment(volume, predictor).mask.data.shape == (64, 64, 64)
+    assert segment_volume(volume, predictor).mask.data.shape == (64, 64, 64)
 
 
 def test_training_data_from_a_folder_without_validation_says_so(tmp_path, caplog):

@@ -68,25 +68,25 @@ def test_a_relion5_tomogram_set_is_segmented_with_the_star_voxel_size(tomograms,
 
 def test_an_abort_stops_between_tomograms_and_continuing_does_the_rest(tomograms, membrain_tiny_ckpt, monkeypatch,
                                                                         capsys):
-    import bilayer.infer.pipeline as pipeline  # the job imports segment_file from there when it runs
+    import bilayer.infer.segmentation as segmentation  # the job segments each checked tomogram through it
 
-    original = pipeline.segment_file
+    original = segmentation.segment_planned
     calls = []
 
-    def segment_then_abort(source, out_dir, *args, **kwargs):
-        calls.append(Path(source).name)
-        report = original(source, out_dir, *args, **kwargs)
+    def segment_then_abort(plan, *args, **kwargs):
+        calls.append(plan.source.name)
+        report = original(plan, *args, **kwargs)
         (Path(JOB) / ABORT_FILE).touch()  # the user presses abort during the first tomogram
         return report
 
-    monkeypatch.setattr(pipeline, "segment_file", segment_then_abort)
+    monkeypatch.setattr(segmentation, "segment_planned", segment_then_abort)
     assert _segment(membrain_tiny_ckpt) == EXIT_ABORTED
     job = Path(JOB)
     assert _exit_files(job) == {"RELION_JOB_EXIT_ABORTED"} and not (job / ABORT_FILE).exists()
     assert calls == ["rec_TS_01.mrc"] and not (job / NODES_FILE).exists()
     first = job / "tomograms" / "rec_TS_01_seg.mrc"
     stamp = first.stat().st_mtime_ns
-    monkeypatch.setattr(pipeline, "segment_file", original)
+    monkeypatch.setattr(segmentation, "segment_planned", original)
     capsys.readouterr()
     assert _segment(membrain_tiny_ckpt) == 0
     assert _exit_files(job) == {"RELION_JOB_EXIT_SUCCESS"} and first.stat().st_mtime_ns == stamp
@@ -98,18 +98,18 @@ def test_an_abort_stops_between_tomograms_and_continuing_does_the_rest(tomograms
 #: (after its first window batch), so the signal lands at the same point on a fast or a loaded machine.
 _DIES_DURING_SECOND_TOMOGRAM = """
 import os, signal, sys
-import bilayer.infer.pipeline as pipeline
+import bilayer.infer.segmentation as segmentation
 from bilayer_relion.segment_job import main
 
-original, sources = pipeline.segment_file, []
+original, sources = segmentation.segment_planned, []
 
-def segment_file(source, out_dir, predictor, **options):
-    sources.append(source)
+def segment_planned(plan, predictor, outputs, **options):
+    sources.append(plan.source)
     if len(sources) == 2:
         options["progress"] = lambda done, total: os.kill(os.getpid(), getattr(signal, sys.argv[1]))
-    return original(source, out_dir, predictor, **options)
+    return original(plan, predictor, outputs, **options)
 
-pipeline.segment_file = segment_file
+segmentation.segment_planned = segment_planned
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -149,15 +149,32 @@ def test_sigterm_ends_a_running_job_aborted_and_leaves_no_partial_output(tomogra
     assert sorted(p.name for p in Path(JOB, "tomograms").iterdir()) == sorted(p.name for p in _outputs(1))
 
 
-def test_a_bad_tomogram_fails_the_job_after_the_others_are_done(tomograms, membrain_tiny_ckpt, capsys):
+def test_a_truncated_tomogram_fails_the_job_before_any_work(tomograms, membrain_tiny_ckpt, capsys):
     data = tomograms[1].read_bytes()
     tomograms[1].write_bytes(data[:-1000])
     assert _segment(membrain_tiny_ckpt, "--preview", "no") == EXIT_USAGE
     job = Path(JOB)
     assert _exit_files(job) == {"RELION_JOB_EXIT_FAILURE"} and not (job / NODES_FILE).exists()
+    assert not (job / "tomograms").exists() or not list((job / "tomograms").iterdir())
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "rec_TS_02.mrc is truncated" in err
+    tomograms[1].write_bytes(data)  # the user fixes the file and continues the job
+    assert _segment(membrain_tiny_ckpt, "--preview", "no") == 0
+    assert len(list((job / "tomograms").glob("*_seg.mrc"))) == 3
+
+
+def test_a_tomogram_failing_during_the_work_fails_the_job_after_the_others_are_done(tomograms, membrain_tiny_ckpt,
+                                                                                     capsys):
+    import mrcfile
+
+    with mrcfile.open(tomograms[1], mode="r+") as m:
+        m.data[...] = 3  # constant: found when its intensities are standardised
+    assert _segment(membrain_tiny_ckpt, "--preview", "no") == EXIT_USAGE
+    job = Path(JOB)
+    assert _exit_files(job) == {"RELION_JOB_EXIT_FAILURE"} and not (job / NODES_FILE).exists()
     assert sorted(p.name for p in (job / "tomograms").iterdir()) == ["rec_TS_01_seg.mrc", "rec_TS_03_seg.mrc"]
     err = capsys.readouterr().err
-    assert "TS_02:" in err and "truncated" in err and "1 of 3 tomogram(s) failed (TS_02" in err
+    assert "TS_02:" in err and "same value everywhere" in err and "1 of 3 tomogram(s) failed (TS_02" in err
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -203,7 +220,7 @@ def test_continuing_with_other_settings_is_refused(tomograms, membrain_tiny_ckpt
     assert _segment(membrain_tiny_ckpt, "--preview", "no") == 0
     assert _segment(membrain_tiny_ckpt, "--preview", "no", "--threshold", "0.5") == EXIT_USAGE
     err = capsys.readouterr().err
-    assert "holds results made with other settings (inference" in err and "run a new job" in err
+    assert "holds results made with other settings (threshold" in err and "run a new job" in err
 
 
 def test_a_micrograph_list_writes_outputs_below_the_job_without_the_source_job_folder(
@@ -223,5 +240,28 @@ def test_the_program_runs_as_a_module_too(tomograms, membrain_tiny_ckpt):
     result = subprocess.run([sys.executable, "-m", "bilayer_relion.segment_job", "--o", JOB, "--in_mics",
                              "Tomograms/job007/tomograms.star", "--model", str(membrain_tiny_ckpt), *FAST,
                              "--window", "48"], capture_output=True, text=True, timeout=300, env=os.environ)
-    assert result.returncode == EXIT_USAGE and "window 48 must be a positive multiple of 32" in result.stderr
+    assert result.returncode == EXIT_USAGE and "window=48 must be a multiple of 32" in result.stderr
     assert _exit_files(Path(JOB)) == {"RELION_JOB_EXIT_FAILURE"}
+
+
+def test_every_engine_option_is_a_job_parameter_and_arrives(tmp_path):
+    from bilayer.infer.config import SegmentOptions
+    from bilayer_relion.segment_job import build_parser, job_options
+
+    parser = build_parser()
+    params = {action.dest for action in parser._actions}
+    missing = [name for name in SegmentOptions.names() if name not in params and name != "device"]
+    assert not missing and "gpu" in params, f"engine options without a job parameter: {missing}"
+    argv = ["--o", "External/job001", "--model", "m.ckpt", "--gpu", "1", "--voxel_size", "12.5", "--window", "96",
+            "--fit_window", "no", "--overlap", "0.25", "--tta", "no", "--tta_grid", "window", "--batch_size", "3",
+            "--precision", "float32", "--threshold", "0.7", "--rescale", "no", "--rescale_like_membrain", "yes",
+            "--padding", "zeros", "--scores", "yes", "--components", "yes", "--min_size", "7", "--skeleton", "yes",
+            "--preview", "no"]
+    got = job_options(parser.parse_args(argv)).to_dict()
+    defaults = SegmentOptions().to_dict()
+    assert all(got[name] != defaults[name] for name in SegmentOptions.names()), got
+    assert got["device"] == "cuda:1"
+    settings = tmp_path / "s.json"
+    settings.write_text('{"window": 128, "threshold": 0.3}')
+    got = job_options(parser.parse_args(["--o", "x", "--settings", str(settings), "--threshold", "0.9"]))
+    assert got.inference.window == 128 and got.inference.threshold == 0.9

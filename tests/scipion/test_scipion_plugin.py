@@ -109,10 +109,10 @@ def test_an_engine_that_cannot_start_is_a_failure_naming_the_variable(monkeypatc
 
 
 def test_output_names_are_the_engines():
-    from bilayer.infer.pipeline import SUFFIXES
+    from bilayer.io import OUTPUT_SUFFIXES
 
     for kind in ("mask", "scores", "components", "skeleton"):
-        assert defaults.output_suffix(kind) == SUFFIXES[kind]
+        assert defaults.output_suffix(kind) == OUTPUT_SUFFIXES[kind]
 
 
 @pytest.mark.parametrize("protocol", list(OURS.values()), ids=list(OURS))
@@ -154,7 +154,7 @@ def test_validation_reports_the_engines_verdict_and_the_model(tmp_path):
     getattr(prot, ModelParam.SOURCE.value).set(ModelSource.FILE.value)
     getattr(prot, ModelParam.FILE.value).set(str(tmp_path / "nowhere.ckpt"))
     errors = prot._validate()
-    assert any("window 50" in e and "multiple of 32" in e for e in errors), errors
+    assert any("window=50" in e and "multiple of 32" in e for e in errors), errors
     assert any("nowhere.ckpt" in e for e in errors), errors
     prot.window.set(64)
     prot.overlap.set(0.25)
@@ -201,6 +201,39 @@ def test_segment_arguments_carry_the_sampling_rate_and_name_outputs_by_tsid(tmp_
     assert "--fixed-window" in args and "--fit-window" not in args
     assert args[args.index("--device") + 1] == "cpu"
     assert "--model" not in args  # the default model: the engine's own
+
+
+def test_every_engine_option_is_a_parameter_and_reaches_the_engine(tmp_path):
+    from bilayer.cli_segment import segment_options_from_args
+    from bilayer.infer.config import SegmentOptions
+    from bilayer_scipion.protocols.protocol_segment import OPTIONS_ELSEWHERE, SegmentParam
+
+    params = {member.name.lower() for member in SegmentParam if member is not SegmentParam.TOMOGRAMS}
+    assert params | set(OPTIONS_ELSEWHERE) == set(SegmentOptions.names()), "an engine option has no parameter"
+    source = write_volume(tmp_path / "t.mrc", np.zeros((8, 8, 8), np.float32), voxel_size=10.0)
+    tomo = Tomogram()
+    tomo.setFileName(str(source))
+    tomo.setSamplingRate(14.0)
+    tomo.setTsId("TS_1")
+    prot = ProtBilayerSegment()
+    prot.setWorkingDir(str(tmp_path / "run"))
+    for folder in (prot._getTmpPath(), prot._getExtraPath()):
+        os.makedirs(folder)
+    prot._itemsByTsId = {"TS_1": tomo}
+    engine = SegmentOptions()
+    chosen = dict(threshold=0.7, tta=not engine.inference.tta, window=96, overlap=0.25, batch_size=3, min_size=7,
+                  fit_window=not engine.inference.fit_window, scores=True, components=True, skeleton=True,
+                  rescale=True, rescale_like_membrain=True)  # --no-rescale: see the test above
+    for name, value in chosen.items():
+        getattr(prot, SegmentParam[name.upper()].value).set(value)
+    for name, choices in (("padding", defaults.paddings()), ("precision", defaults.precisions()),
+                          ("tta_grid", defaults.tta_grids())):
+        getattr(prot, SegmentParam[name.upper()].value).set(1)
+        chosen[name] = choices[1]
+    got = segment_options_from_args(prot._segmentArgs("TS_1")[1:])
+    for name, value in chosen.items():
+        assert got.to_dict()[name] == value, name
+    assert set(chosen) == params and got.voxel_size == 14.0 and got.outputs.preview is False
 
 
 def test_the_citation_is_the_membrain_v2_paper():

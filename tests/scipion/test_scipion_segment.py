@@ -106,5 +106,5 @@ class TestBilayerSegment(BilayerScipionTest):
             SegmentParam.TOMOGRAMS.value: self.tomograms, SegmentParam.WINDOW.value: 100,
             ModelParam.SOURCE.value: ModelSource.TRAINED.value})
         errors = prot.validate()
-        self.assertTrue(any("window 100" in e for e in errors), errors)
+        self.assertTrue(any("window=100" in e for e in errors), errors)
         self.assertTrue(any("trained model" in e for e in errors), errors)

@@ -6,12 +6,23 @@ Geometry moves image and label together (label values 0, 1, 2 kept exactly); eve
 touches the image only. All steps run on the tensors' device. The single transforms live in
 :mod:`~bilayer.augment.spatial`, :mod:`~bilayer.augment.fourier`, :mod:`~bilayer.augment.filters`,
 :mod:`~bilayer.augment.intensity` and :mod:`~bilayer.augment.local`.
+
+Names load on first use (PEP 562), so importing :mod:`bilayer.augment.config` (as a training
+configuration does) loads neither torch nor MONAI.
 """
 
-from bilayer.augment.fourier import fourier_amplitude, missing_wedge
-from bilayer.augment.pipeline import AugmentConfig, build_augmentation, reseed, worker_seed
-from bilayer.augment.spatial import Outside
+from __future__ import annotations
 
-__all__ = [
-    "AugmentConfig", "Outside", "build_augmentation", "fourier_amplitude", "missing_wedge", "reseed", "worker_seed",
-]
+from bilayer._lazy import lazy_names
+
+_HOMES = {
+    "AugmentConfig": "config",
+    "Outside": "config",
+    "build_augmentation": "pipeline",
+    "reseed": "pipeline",
+    "worker_seed": "pipeline",
+    "fourier_amplitude": "fourier",
+    "missing_wedge": "fourier",
+}
+
+__getattr__, __all__ = lazy_names(__name__, _HOMES)

@@ -1,4 +1,4 @@
-"""Shared pieces of the augmentation transforms: checks, the two base classes, small tensor helpers.
+"""Shared pieces of the augmentation transforms: the two base classes, input checks, small tensor helpers.
 
 Every random transform in :mod:`bilayer.augment` has three layers (STYLE.md): a pure function
 over tensors, a ``Rand*`` class deriving from :class:`RandImageTransform` that draws its parameters
@@ -9,13 +9,13 @@ tensors; nothing here leaves the tensor's device.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
 from monai.transforms import MapTransform, RandomizableTransform
 
+from bilayer.checks import probability
 from bilayer.errors import ConfigError
 
 __all__ = [
@@ -24,9 +24,6 @@ __all__ = [
     "RandImageTransform",
     "RandMapped",
     "check_image",
-    "check_prob",
-    "check_range",
-    "check_scalar",
     "draw_blob",
     "gaussian_blob",
     "pad_symmetric",
@@ -39,53 +36,6 @@ IMAGE_KEYS: tuple[str, ...] = ("image",)
 GEOMETRY_KEYS: tuple[str, ...] = ("image", "label")
 
 Shape3 = tuple[int, int, int]
-
-
-def check_prob(name: str, value: float) -> float:
-    """``value`` as a float when it is a probability in [0, 1], else a :class:`ConfigError` naming ``name``."""
-    return check_scalar(name, value, 0.0, 1.0)
-
-
-def check_scalar(name: str, value: float, low: float = -math.inf, high: float = math.inf, *,
-                 open_low: bool = False, open_high: bool = False, integer: bool = False) -> float:
-    """``value`` when it is a finite number within [low, high] (ends excluded where asked).
-
-    Raises:
-        ConfigError: not a number, not finite, not an integer where one is needed, or out of range;
-            the message names ``name``, the value and the allowed interval.
-    """
-    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
-    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
-        kind = "an integer" if integer else "a finite number"
-        raise ConfigError(f"{name}={value!r} must be {kind} in {_interval(low, high, open_low, open_high)}")
-    too_low = value <= low if open_low else value < low
-    too_high = value >= high if open_high else value > high
-    if too_low or too_high:
-        interval = _interval(low, high, open_low, open_high)
-        raise ConfigError(f"{name}={value!r} is out of range; use a value in {interval}")
-    return int(value) if integer else float(value)
-
-
-def check_range(name: str, value: Sequence[float], low: float = -math.inf, high: float = math.inf, *,
-                open_low: bool = False, open_high: bool = False, integer: bool = False) -> tuple:
-    """``value`` as a ``(lo, hi)`` tuple with ``lo <= hi``, both within [low, high].
-
-    A range with equal ends fixes the value; draws are uniform between the ends.
-
-    Raises:
-        ConfigError: not a pair, an end out of range, or ``lo > hi``; the message names ``name``.
-    """
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ConfigError(f"{name}={value!r} must be a pair (low, high), e.g. ({low}, {high})")
-    lo, hi = (check_scalar(f"{name}[{i}]", v, low, high, open_low=open_low, open_high=open_high, integer=integer)
-              for i, v in enumerate(value))
-    if lo > hi:
-        raise ConfigError(f"{name}={tuple(value)!r} has low > high; write it as ({hi}, {lo})")
-    return lo, hi
-
-
-def _interval(low: float, high: float, open_low: bool, open_high: bool) -> str:
-    return f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
 
 
 def check_image(img: torch.Tensor, *, floating: bool = True) -> None:
@@ -110,7 +60,7 @@ class RandImageTransform(RandomizableTransform):
     _needs_float = True
 
     def __init__(self, prob: float) -> None:
-        super().__init__(check_prob("prob", prob), do_transform=False)
+        super().__init__(probability("prob", prob), do_transform=False)
         self.set_random_state(seed=0)
 
     def randomize(self, data: torch.Tensor) -> None:

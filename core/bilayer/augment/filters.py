@@ -22,10 +22,9 @@ from bilayer.augment._common import (
     RandMapped,
     Shape3,
     check_image,
-    check_range,
-    check_scalar,
     pad_symmetric,
 )
+from bilayer.checks import number, number_pair
 from bilayer.errors import ConfigError
 
 __all__ = [
@@ -61,7 +60,7 @@ def median_filter(x: torch.Tensor, size: int, *, separable: bool = False) -> tor
         ConfigError: bad ``x`` or ``size``.
     """
     check_image(x)
-    size = int(check_scalar("size", size, 1, min(x.shape[-3:]), integer=True))
+    size = number("size", size, 1, min(x.shape[-3:]), integer=True)
     if size == 1:
         return x.clone()
     if separable:
@@ -116,7 +115,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float | Sequence[float]) -> torch.Tens
     sigmas = (sigma,) * 3 if isinstance(sigma, (int, float)) else tuple(sigma)
     if len(sigmas) != 3:
         raise ConfigError(f"sigma={sigma!r} must be one value or three (z, y, x), in voxels")
-    sigmas = tuple(check_scalar(f"sigma[{axis}]", s, 0.0) for axis, s in enumerate(sigmas))
+    sigmas = tuple(number(f"sigma[{axis}]", s, 0.0) for axis, s in enumerate(sigmas))
     radii = [min(int(_TRUNCATE * s + 0.5), n) for s, n in zip(sigmas, x.shape[-3:], strict=True)]
     if not any(radii):
         return x.clone()
@@ -163,7 +162,7 @@ def simulate_low_resolution(x: torch.Tensor, scale: float) -> torch.Tensor:
         ConfigError: bad ``x`` or ``scale`` outside (0, 1].
     """
     check_image(x)
-    scale = check_scalar("scale", scale, 0.0, 1.0, open_low=True)
+    scale = number("scale", scale, 0.0, 1.0, open_low=True)
     shape = tuple(x.shape[-3:])
     small = tuple(max(1, int(n * scale)) for n in shape)
     if small == shape:
@@ -177,7 +176,7 @@ class RandMedianFilter(RandImageTransform):
 
     def __init__(self, prob: float = 0.25, size_range: tuple[int, int] = (2, 7), *, separable: bool = False) -> None:
         super().__init__(prob)
-        self.size_range = check_range("size_range", size_range, 1, integer=True)
+        self.size_range = number_pair("size_range", size_range, 1, integer=True)
         self.separable = bool(separable)
         self.size = 1
 
@@ -193,7 +192,7 @@ class RandGaussianBlur(RandImageTransform):
 
     def __init__(self, prob: float = 0.3, sigma_range: tuple[float, float] = (0.3, 1.5)) -> None:
         super().__init__(prob)
-        self.sigma_range = check_range("sigma_range", sigma_range, 0.0)
+        self.sigma_range = number_pair("sigma_range", sigma_range, 0.0)
         self.sigma = (0.0, 0.0, 0.0)
 
     def _draw(self, shape: Shape3) -> None:
@@ -208,7 +207,7 @@ class RandSharpen(RandImageTransform):
 
     def __init__(self, prob: float = 0.2, strength_range: tuple[float, float] = (0.1, 1.0)) -> None:
         super().__init__(prob)
-        self.strength_range = check_range("strength_range", strength_range, 0.0)
+        self.strength_range = number_pair("strength_range", strength_range, 0.0)
         self.strength = 0.0
 
     def _draw(self, shape: Shape3) -> None:
@@ -223,7 +222,7 @@ class RandLowResolution(RandImageTransform):
 
     def __init__(self, prob: float = 0.35, scale_range: tuple[float, float] = (0.25, 1.0)) -> None:
         super().__init__(prob)
-        self.scale_range = check_range("scale_range", scale_range, 0.0, 1.0, open_low=True)
+        self.scale_range = number_pair("scale_range", scale_range, 0.0, 1.0, open_low=True)
         self.scale = 1.0
 
     def _draw(self, shape: Shape3) -> None:

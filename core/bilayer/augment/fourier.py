@@ -31,13 +31,11 @@ from bilayer.augment._common import (
     RandMapped,
     Shape3,
     check_image,
-    check_prob,
-    check_range,
-    check_scalar,
     draw_blob,
     gaussian_blob,
     standardize,
 )
+from bilayer.checks import number, number_pair, probability
 from bilayer.errors import ConfigError
 
 __all__ = ["RandFourier", "RandFourierd", "fourier_amplitude", "missing_wedge", "radial_gain", "wedge_mask"]
@@ -101,7 +99,7 @@ def wedge_mask(shape: Shape3, max_tilt_deg: float, *, beam_axis: int = 0, tilt_a
         bool tensor of shape (Z, Y, X // 2 + 1): True where measured (kept).
     """
     beam, third = _check_axes(beam_axis, tilt_axis)
-    angle = math.radians(check_scalar("max_tilt_deg", max_tilt_deg, 0.0, 90.0, open_low=True, open_high=True))
+    angle = math.radians(number("max_tilt_deg", max_tilt_deg, 0.0, 90.0, open_low=True, open_high=True))
     freqs = _rfft_frequencies(shape, device)
     kept = freqs[beam].abs() * math.cos(angle) <= freqs[third].abs() * math.sin(angle) + _EDGE_TOLERANCE
     return torch.broadcast_to(kept, (shape[0], shape[1], shape[2] // 2 + 1))
@@ -203,15 +201,15 @@ class RandFourier(RandImageTransform):
                  missing_wedge_prob: float = 0.5, max_tilt_deg: tuple[float, float] = (45.0, 45.0),
                  beam_axis: int = 0, tilt_axis: int = 1, local_prob: float = 0.5) -> None:
         super().__init__(prob)
-        self.amplitude_prob = check_prob("amplitude_prob", amplitude_prob)
-        self.step_sigma = check_range("step_sigma", step_sigma, 0.0)
-        self.smooth_sigma = check_range("smooth_sigma", smooth_sigma, 0.0)
-        self.offset = check_range("offset", offset, 0.0)
-        self.missing_wedge_prob = check_prob("missing_wedge_prob", missing_wedge_prob)
-        self.max_tilt_deg = check_range("max_tilt_deg", max_tilt_deg, 0.0, 90.0, open_low=True, open_high=True)
+        self.amplitude_prob = probability("amplitude_prob", amplitude_prob)
+        self.step_sigma = number_pair("step_sigma", step_sigma, 0.0)
+        self.smooth_sigma = number_pair("smooth_sigma", smooth_sigma, 0.0)
+        self.offset = number_pair("offset", offset, 0.0)
+        self.missing_wedge_prob = probability("missing_wedge_prob", missing_wedge_prob)
+        self.max_tilt_deg = number_pair("max_tilt_deg", max_tilt_deg, 0.0, 90.0, open_low=True, open_high=True)
         self.beam_axis, self.tilt_axis = beam_axis, tilt_axis
         _check_axes(beam_axis, tilt_axis)
-        self.local_prob = check_prob("local_prob", local_prob)
+        self.local_prob = probability("local_prob", local_prob)
         self.profile: np.ndarray | None = None
         self.tilt_deg: float | None = None
         self.blob: tuple[tuple[float, ...], tuple[float, ...]] | None = None

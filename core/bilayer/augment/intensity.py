@@ -17,10 +17,8 @@ from bilayer.augment._common import (
     RandMapped,
     Shape3,
     check_image,
-    check_prob,
-    check_range,
-    check_scalar,
 )
+from bilayer.checks import number, number_pair, probability
 
 __all__ = [
     "RandBrightness", "RandBrightnessd", "RandContrast", "RandContrastd", "RandGammaContrast", "RandGammaContrastd",
@@ -73,7 +71,7 @@ def gamma_contrast(x: torch.Tensor, gamma: float, *, invert: bool = False) -> to
         ConfigError: bad ``x`` or ``gamma`` ≤ 0.
     """
     check_image(x)
-    gamma = check_scalar("gamma", gamma, 0.0, open_low=True)
+    gamma = number("gamma", gamma, 0.0, open_low=True)
     dims = _spatial_dims(x)
     y = -x if invert else x
     low = y.amin(dim=dims, keepdim=True)
@@ -90,7 +88,7 @@ class RandGaussianNoise(RandImageTransform):
 
     def __init__(self, prob: float = 0.4, max_std: float = 0.7) -> None:
         super().__init__(prob)
-        self.max_std = check_scalar("max_std", max_std, 0.0)
+        self.max_std = number("max_std", max_std, 0.0)
         self.std, self.seed = 0.0, 0
 
     def _draw(self, shape: Shape3) -> None:
@@ -106,7 +104,7 @@ class RandBrightness(RandImageTransform):
 
     def __init__(self, prob: float = 0.3, sigma: float = 0.5) -> None:
         super().__init__(prob)
-        self.sigma = check_scalar("sigma", sigma, 0.0)
+        self.sigma = number("sigma", sigma, 0.0)
         self.offset = 0.0
 
     def _draw(self, shape: Shape3) -> None:
@@ -126,8 +124,8 @@ class RandContrast(RandImageTransform):
     def __init__(self, prob: float = 0.3, factor_range: tuple[float, float] = (0.5, 2.0),
                  preserve_range_prob: float = 0.5) -> None:
         super().__init__(prob)
-        self.factor_range = check_range("factor_range", factor_range, 0.0, open_low=True)
-        self.preserve_range_prob = check_prob("preserve_range_prob", preserve_range_prob)
+        self.factor_range = number_pair("factor_range", factor_range, 0.0, open_low=True)
+        self.preserve_range_prob = probability("preserve_range_prob", preserve_range_prob)
         self.factor, self.preserve_range = 1.0, False
 
     def _draw(self, shape: Shape3) -> None:
@@ -148,7 +146,7 @@ class RandGammaContrast(RandImageTransform):
 
     def __init__(self, prob: float = 0.25, gamma_range: tuple[float, float] = (0.5, 4.5)) -> None:
         super().__init__(prob)
-        self.gamma_range = check_range("gamma_range", gamma_range, 0.0, open_low=True)
+        self.gamma_range = number_pair("gamma_range", gamma_range, 0.0, open_low=True)
         self.gammas = (1.0, 1.0)
 
     def _draw(self, shape: Shape3) -> None:

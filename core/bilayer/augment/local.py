@@ -21,11 +21,10 @@ from bilayer.augment._common import (
     RandMapped,
     Shape3,
     check_image,
-    check_range,
-    check_scalar,
     draw_blob,
     gaussian_blob,
 )
+from bilayer.checks import number, number_pair
 
 __all__ = [
     "RandBrightnessGradient", "RandBrightnessGradientd", "RandEraseCuboids", "RandEraseCuboidsd", "RandLocalGamma",
@@ -72,7 +71,7 @@ def local_gamma(x: torch.Tensor, gamma: float, center: Sequence[float], scale: S
         ConfigError: bad ``x`` or ``gamma`` ≤ 0.
     """
     check_image(x)
-    gamma = check_scalar("gamma", gamma, 0.0, open_low=True)
+    gamma = number("gamma", gamma, 0.0, open_low=True)
     dims = _spatial_dims(x)
     low = x.amin(dim=dims, keepdim=True)
     span = (x.amax(dim=dims, keepdim=True) - low).clamp_min(_EPS)
@@ -95,8 +94,8 @@ class RandEraseCuboids(RandImageTransform):
 
     def __init__(self, prob: float = 0.4, size_range: tuple[float, float] = (0.1, 1 / 3), max_cuboids: int = 5) -> None:
         super().__init__(prob)
-        self.size_range = check_range("size_range", size_range, 0.0, 1.0, open_low=True)
-        self.max_cuboids = int(check_scalar("max_cuboids", max_cuboids, 1, integer=True))
+        self.size_range = number_pair("size_range", size_range, 0.0, 1.0, open_low=True)
+        self.max_cuboids = number("max_cuboids", max_cuboids, 1, integer=True)
         self.cuboids: tuple[Cuboid, ...] = ()
 
     def _draw(self, shape: Shape3) -> None:
@@ -123,7 +122,7 @@ class RandBrightnessGradient(RandImageTransform):
 
     def __init__(self, prob: float = 0.3, strength_range: tuple[float, float] = (1.0, 5.0)) -> None:
         super().__init__(prob)
-        self.strength_range = check_range("strength_range", strength_range, 0.0)
+        self.strength_range = number_pair("strength_range", strength_range, 0.0)
         self.strength, self.blob = 0.0, ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
     def _draw(self, shape: Shape3) -> None:
@@ -141,8 +140,8 @@ class RandLocalGamma(RandImageTransform):
     def __init__(self, prob: float = 0.3, low_gamma_range: tuple[float, float] = (0.01, 0.8),
                  high_gamma_range: tuple[float, float] = (1.5, 4.0)) -> None:
         super().__init__(prob)
-        self.low_gamma_range = check_range("low_gamma_range", low_gamma_range, 0.0, open_low=True)
-        self.high_gamma_range = check_range("high_gamma_range", high_gamma_range, 0.0, open_low=True)
+        self.low_gamma_range = number_pair("low_gamma_range", low_gamma_range, 0.0, open_low=True)
+        self.high_gamma_range = number_pair("high_gamma_range", high_gamma_range, 0.0, open_low=True)
         self.gamma, self.blob = 1.0, ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
     def _draw(self, shape: Shape3) -> None:

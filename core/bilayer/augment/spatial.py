@@ -17,7 +17,6 @@ outside is treated alike for rotation and zoom.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Hashable, Mapping, Sequence
 
@@ -31,25 +30,15 @@ from bilayer.augment._common import (
     RandMapped,
     Shape3,
     check_image,
-    check_prob,
-    check_range,
-    check_scalar,
 )
+from bilayer.augment.config import Outside
+from bilayer.checks import choice, number, number_pair, probability
 from bilayer.errors import ConfigError
 
 __all__ = ["Outside", "RandSpatial", "RandSpatiald", "affine_resample", "rotation_matrix"]
 
 _IGNORE_LABEL = 2.0  # the label contract (DESIGN.md §3): 0 background, 1 membrane, 2 ignore
 _PLANES = ((0, 1), (0, 2), (1, 2))  # MemBrain-seg's RandRotate90d planes and axis swaps
-
-
-class Outside(str, enum.Enum):
-    """What a geometric transform puts where it samples outside the original patch."""
-
-    BORDER = "border"
-    """Image and label repeat their edge voxels (MemBrain-seg, via MONAI ``RandRotated``)."""
-    IGNORE = "ignore"
-    """The image repeats its edge voxels; the label is 2, so no loss is computed there."""
 
 
 def rotation_matrix(angles_deg: Sequence[float]) -> np.ndarray:
@@ -63,7 +52,7 @@ def rotation_matrix(angles_deg: Sequence[float]) -> np.ndarray:
     if len(angles_deg) != 3:
         raise ConfigError(f"angles_deg={tuple(angles_deg)!r} must be three angles (about z, y, x) in degrees")
     out = np.eye(3)
-    for axis, angle in enumerate(check_scalar(f"angles_deg[{i}]", a) for i, a in enumerate(angles_deg)):
+    for axis, angle in enumerate(number(f"angles_deg[{i}]", a) for i, a in enumerate(angles_deg)):
         a, b = (p for p in range(3) if p != axis)
         c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
         turn = np.eye(3)
@@ -179,15 +168,15 @@ class RandSpatial(RandImageTransform):
                  axis_swap_prob: float = 0.5, flip_prob: float = 0.5, nearest: bool = False,
                  fill: float | None = None) -> None:
         super().__init__(prob)
-        self.rotation_prob = check_prob("rotation_prob", rotation_prob)
-        self.max_rotation_deg = check_scalar("max_rotation_deg", max_rotation_deg, 0.0, 180.0)
-        self.zoom_prob = check_prob("zoom_prob", zoom_prob)
-        self.zoom_range = check_range("zoom_range", zoom_range, 0.0, math.inf, open_low=True)
-        self.rot90_prob = check_prob("rot90_prob", rot90_prob)
-        self.axis_swap_prob = check_prob("axis_swap_prob", axis_swap_prob)
-        self.flip_prob = check_prob("flip_prob", flip_prob)
+        self.rotation_prob = probability("rotation_prob", rotation_prob)
+        self.max_rotation_deg = number("max_rotation_deg", max_rotation_deg, 0.0, 180.0)
+        self.zoom_prob = probability("zoom_prob", zoom_prob)
+        self.zoom_range = number_pair("zoom_range", zoom_range, 0.0, math.inf, open_low=True)
+        self.rot90_prob = probability("rot90_prob", rot90_prob)
+        self.axis_swap_prob = probability("axis_swap_prob", axis_swap_prob)
+        self.flip_prob = probability("flip_prob", flip_prob)
         self.nearest = bool(nearest)
-        self.fill = None if fill is None else check_scalar("fill", fill)
+        self.fill = None if fill is None else number("fill", fill)
         self.matrix = np.eye(3)
 
     def _draw(self, shape: Shape3) -> None:
@@ -242,10 +231,7 @@ class RandSpatiald(RandMapped):
                                            zoom_prob=zoom_prob, zoom_range=zoom_range, rot90_prob=rot90_prob,
                                            axis_swap_prob=axis_swap_prob, flip_prob=flip_prob))
         self.label_keys = frozenset(label_keys)
-        try:
-            self.outside = Outside(outside)
-        except ValueError as e:
-            raise ConfigError(f"outside={outside!r} is not one of {[o.value for o in Outside]}") from e
+        self.outside = choice("outside", outside, Outside)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor], randomize: bool = True) -> dict:
         """A new dict with every key in ``keys`` moved by the same draw."""

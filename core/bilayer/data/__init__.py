@@ -6,13 +6,16 @@ Names load on first use, so ``import bilayer.data.synthetic`` does not load torc
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bilayer._lazy import lazy_names
 
 _HOMES = {
-    "LABEL_VALUES": "folder",
+    "LABEL_VALUES": "layout",
+    "Split": "layout",
+    "VAL_SEED_OFFSET": "layout",
+    "dataset_paths": "layout",
+    "link_pairs": "layout",
+    "write_pair": "layout",
     "PatchPair": "folder",
-    "Split": "folder",
     "find_pairs": "folder",
     "read_array": "folder",
     "FolderPatches": "patches",
@@ -22,12 +25,4 @@ _HOMES = {
     "training_data": "sources",
 }
 
-__all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'bilayer.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"bilayer.data.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_names(__name__, _HOMES)

@@ -4,7 +4,8 @@ A dataset folder holds ``imagesTr/`` and ``labelsTr/`` (training) and ``imagesVa
 ``labelsVal/`` (validation). Each label file ``<name><ext>`` pairs with the image
 ``<name>_0000<ext>`` (MemBrain-seg's and nnU-Net's naming) or ``<name><ext>``. Files are NIfTI
 (``.nii.gz``, ``.nii``: what MemBrain-seg reads) or MRC (``.mrc``, ``.rec``, …). Labels hold
-0 (background), 1 (membrane) and 2 (ignore).
+0 (background), 1 (membrane) and 2 (ignore). The names are defined once, in
+:mod:`bilayer.data.layout`, which also writes such folders.
 
 Every pair is checked before training starts: a missing partner, unreadable file, shape
 mismatch or unexpected label value is collected, and one error lists every bad file, so a
@@ -13,36 +14,19 @@ user fixes the folder in one go instead of one crash per file.
 
 from __future__ import annotations
 
-import enum
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bilayer.data.layout import IMAGE_TAG, LABEL_VALUES, NIFTI_SUFFIXES, Split, volume_suffix
 from bilayer.errors import BilayerError, InputFileError
-from bilayer.io import MRC_SUFFIXES, read_volume
+from bilayer.io import read_volume
 
 __all__ = ["LABEL_VALUES", "NIFTI_SUFFIXES", "PatchPair", "Split", "find_pairs", "read_array"]
 
-#: Label values a training label may hold: background, membrane, ignore.
-LABEL_VALUES = (0, 1, 2)
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-_IMAGE_TAG = "_0000"  # MemBrain-seg / nnU-Net: the first (only) image channel
-_SUFFIXES = (*NIFTI_SUFFIXES, *MRC_SUFFIXES)
 _MAX_LISTED = 20
-
-
-class Split(str, enum.Enum):
-    """Which part of a dataset folder."""
-
-    TRAIN = "train"
-    VAL = "val"
-
-    @property
-    def folders(self) -> tuple[str, str]:
-        """(image folder, label folder) names."""
-        return ("imagesTr", "labelsTr") if self is Split.TRAIN else ("imagesVal", "labelsVal")
 
 
 @dataclass(frozen=True)
@@ -92,9 +76,9 @@ def find_pairs(root: str | os.PathLike, split: Split | str = Split.TRAIN, *, che
     pairs = []
     used_images = set()
     for name, label in labels.items():
-        image = images.get(name + _IMAGE_TAG) or images.get(name)
+        image = images.get(name + IMAGE_TAG) or images.get(name)
         if image is None:
-            problems.append(f"{label} has no image ({name}{_IMAGE_TAG}.* or {name}.* in {image_dir.name}/)")
+            problems.append(f"{label} has no image ({name}{IMAGE_TAG}.* or {name}.* in {image_dir.name}/)")
             continue
         used_images.add(image)
         pair = _check_pair(name, image, label, check_values, problems)
@@ -172,8 +156,5 @@ def _nifti_image(path: Path):  # noqa: ANN202  (nibabel's image class)
 
 def _stem(path: Path) -> str | None:
     """The file name without its volume ending, or None for files that are not volumes."""
-    lower = path.name.lower()
-    for suffix in _SUFFIXES:
-        if lower.endswith(suffix) and path.is_file():
-            return path.name[: -len(suffix)]
-    return None
+    suffix = volume_suffix(path.name)
+    return path.name[: -len(suffix)] if suffix is not None and path.is_file() else None

@@ -9,15 +9,14 @@ from typing import Any, Mapping
 import torch
 from torch.utils.data import Dataset
 
-from bilayer.data.folder import Split, find_pairs
+from bilayer.data.folder import find_pairs
+from bilayer.data.layout import VAL_SEED_OFFSET, Split
 from bilayer.data.patches import FolderPatches, SyntheticPatches, Transform
 from bilayer.data.synthetic import SynthConfig
 
 __all__ = ["augmentation", "training_data"]
 
 log = logging.getLogger(__name__)
-
-_VAL_SEED_OFFSET = 1_000_003  # synthetic validation scenes never share seeds with training scenes
 
 
 def training_data(config: Any, dataset: str | Path | None, *, synthetic: int | None = None, synthetic_val: int = 8,
@@ -41,7 +40,9 @@ def training_data(config: Any, dataset: str | Path | None, *, synthetic: int | N
         settings = {"voxel_size": config.voxel_size, **(synth_settings or {})}
         synth = SynthConfig.from_dict({**settings, "shape": [config.patch_size] * 3})
         train = SyntheticPatches(synth, synthetic, config.patch_size, transform=transform, seed=config.seed)
-        val = SyntheticPatches(synth, synthetic_val, config.patch_size, seed=config.seed + _VAL_SEED_OFFSET,
+        # the validation seed shift of bilayer.data.layout, as scripts/make_synthetic_dataset.py uses; patch
+        # seeds are hashed from (base seed, epoch, index), so these draws are independent of the training ones
+        val = SyntheticPatches(synth, synthetic_val, config.patch_size, seed=config.seed + VAL_SEED_OFFSET,
                                fixed=True) if synthetic_val else None
         return train, val
     root = Path(dataset)  # type: ignore[arg-type]

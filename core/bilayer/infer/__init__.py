@@ -1,5 +1,7 @@
-"""Inference: sliding windows with Gaussian blending, mirror test-time augmentation, the
-:class:`Predictor` and the one-call :func:`segment`.
+"""Inference: segmentation options (:mod:`~bilayer.infer.config`), window placement (``grid``),
+window reads (``windows``), Gaussian blending and slab emission (``blend``), mirror test-time
+augmentation (``tta``, ``passes``), the :class:`Predictor`, pre-flight checks (``preflight``) and
+whole-tomogram segmentation (``segmentation``).
 
 Names load on first use (PEP 562), so importing :mod:`bilayer.infer.config` for its defaults
 (as the command line does) does not load torch.
@@ -7,43 +9,43 @@ Names load on first use (PEP 562), so importing :mod:`bilayer.infer.config` for 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bilayer._lazy import lazy_names
 
 _HOMES = {
     "InferenceConfig": "config",
+    "OutputOptions": "config",
+    "Padding": "config",
     "Precision": "config",
+    "SegmentOptions": "config",
     "TtaGrid": "config",
+    "segment_options": "config",
     "PassAccumulator": "passes",
-    "mirror_symmetric": "sliding",
-    "EmitFn": "sliding",
-    "PredictFn": "sliding",
-    "ProgressFn": "sliding",
-    "SlabCollector": "sliding",
-    "blend_windows": "sliding",
-    "gaussian_weights": "sliding",
-    "slab_buffer_bytes": "sliding",
-    "window_starts": "sliding",
-    "window_count": "sliding",
-    "fit_window": "sliding",
+    "WindowGrid": "grid",
+    "fit_window": "grid",
+    "mirror_symmetric": "grid",
+    "window_count": "grid",
+    "window_starts": "grid",
+    "EmitFn": "blend",
+    "PredictFn": "blend",
+    "ProgressFn": "blend",
+    "SlabCollector": "blend",
+    "blend_windows": "blend",
+    "gaussian_weights": "blend",
+    "slab_buffer_bytes": "blend",
     "MIRROR_AXES": "tta",
     "with_mirroring": "tta",
     "Predictor": "predictor",
+    "WindowPlan": "predictor",
     "resolve_device": "predictor",
-    "OutputOptions": "pipeline",
-    "SegmentReport": "pipeline",
-    "Segmentation": "pipeline",
-    "output_paths": "pipeline",
-    "segment": "pipeline",
-    "segment_file": "pipeline",
+    "PreflightError": "preflight",
+    "TomogramPlan": "preflight",
+    "plan_segmentation": "preflight",
+    "SegmentReport": "segmentation",
+    "Segmentation": "segmentation",
+    "segment_file": "segmentation",
+    "segment_planned": "segmentation",
+    "segment_plans": "segmentation",
+    "segment_volume": "segmentation",
 }
 
-__all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'bilayer.infer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"bilayer.infer.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_names(__name__, _HOMES)

@@ -1,17 +1,26 @@
-"""How a tomogram is predicted: windows, overlap, mirroring, precision, threshold.
+"""The options of segmentation, owned here once: how a tomogram is predicted
+(:class:`InferenceConfig`), what is kept (:class:`OutputOptions`), and the whole job's options
+(:class:`SegmentOptions`) with their one merge point, :func:`segment_options`.
 
-Kept free of torch so that the command line can show these defaults without loading it.
+Every door (the ``bilayer segment`` command, ``bilayer.segment``, the Scipion protocol, the RELION
+job) builds its options with :func:`segment_options`, so defaults, settings files and checks are
+the same everywhere. Plain data: importing this module loads no torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-import math
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
+from bilayer import checks
 from bilayer.errors import ConfigError
+from bilayer.settings import merged_config, plain_values
 
-__all__ = ["InferenceConfig", "Padding", "Precision", "TtaGrid"]
+__all__ = ["InferenceConfig", "OutputOptions", "Padding", "Precision", "SegmentOptions", "TtaGrid", "segment_options"]
 
 _WINDOW_MULTIPLE = 32  # five 2× down-samplings in the U-Net
 
@@ -86,17 +95,151 @@ class InferenceConfig:
     padding: Padding = Padding.REFLECT
 
     def __post_init__(self) -> None:
-        if self.window < _WINDOW_MULTIPLE or self.window % _WINDOW_MULTIPLE:
-            raise ConfigError(f"window {self.window} must be a positive multiple of {_WINDOW_MULTIPLE} voxels")
-        if not 0.0 <= self.overlap < 1.0:
-            raise ConfigError(f"overlap {self.overlap} must be in [0, 1)")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size {self.batch_size} must be at least 1")
-        if not math.isfinite(self.threshold):
-            raise ConfigError(f"threshold {self.threshold} must be a finite number")
-        for name, choice in (("precision", Precision), ("tta_grid", TtaGrid), ("padding", Padding)):
-            try:
-                object.__setattr__(self, name, choice(getattr(self, name)))
-            except ValueError as e:
-                valid = ", ".join(p.value for p in choice)
-                raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {valid}") from e
+        window = checks.number("window", self.window, _WINDOW_MULTIPLE, integer=True)
+        if window % _WINDOW_MULTIPLE:
+            raise ConfigError(f"window={self.window!r} must be a multiple of {_WINDOW_MULTIPLE} voxels, "
+                              f"e.g. {max(_WINDOW_MULTIPLE, round(window / _WINDOW_MULTIPLE) * _WINDOW_MULTIPLE)}")
+        values = {
+            "window": window,
+            "fit_window": checks.flag("fit_window", self.fit_window),
+            "overlap": checks.number("overlap", self.overlap, 0.0, 1.0, open_high=True),
+            "tta": checks.flag("tta", self.tta),
+            "tta_grid": checks.choice("tta_grid", self.tta_grid, TtaGrid),
+            "batch_size": checks.number("batch_size", self.batch_size, 1, integer=True),
+            "precision": checks.choice("precision", self.precision, Precision),
+            "threshold": checks.number("threshold", self.threshold),
+            "rescale": checks.flag("rescale", self.rescale),
+            "rescale_like_membrain": checks.flag("rescale_like_membrain", self.rescale_like_membrain),
+            "padding": checks.choice("padding", self.padding, Padding),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (choices by their names)."""
+        return plain_values(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InferenceConfig:
+        """The config from :meth:`to_dict`'s output or a user's mapping; missing keys take defaults."""
+        return cls(**checks.known_keys(cls, data, "inference setting"))
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What to produce besides the binary mask.
+
+    Attributes:
+        scores: keep the network's scores (float32 logits; membrane where > threshold).
+        components: label connected membranes (26-connectivity), 1 = the largest.
+        min_size: drop membranes smaller than this many voxels from the components.
+        skeleton: MemBrain-seg's one-voxel surface skeleton of the mask.
+        preview: a PNG of central slices with the mask (files only).
+    """
+
+    scores: bool = False
+    components: bool = False
+    min_size: int = 0
+    skeleton: bool = False
+    preview: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("scores", "components", "skeleton", "preview"):
+            object.__setattr__(self, name, checks.flag(name, getattr(self, name)))
+        object.__setattr__(self, "min_size", checks.number("min_size", self.min_size, 0, integer=True))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The output kinds written per tomogram (see :mod:`bilayer.io.naming`), mask first."""
+        wanted = {"mask": True, "scores": self.scores, "components": self.components,
+                  "skeleton": self.skeleton, "preview": self.preview}
+        return tuple(kind for kind, on in wanted.items() if on)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        return plain_values(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OutputOptions:
+        """The options from :meth:`to_dict`'s output or a user's mapping; missing keys take defaults."""
+        return cls(**checks.known_keys(cls, data, "output option"))
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """Every option of a segmentation job: the model, the device, the voxel size, how tomograms are
+    predicted and what is kept. Written and read flat (``{"window": 192, "scores": true, ...}``), as
+    in settings files; :meth:`names` lists the keys.
+
+    Attributes:
+        model: a checkpoint path (Bilayer's or MemBrain-seg's ``.ckpt``); ``None``: the embedded model.
+        device: ``auto`` (the first GPU if there is one), ``cpu``, ``cuda`` or ``cuda:N``.
+        voxel_size: Å for every tomogram, replacing the headers'; ``None``: the headers'.
+        inference: windows, TTA, precision, threshold (:class:`InferenceConfig`).
+        outputs: scores, components, skeleton, preview (:class:`OutputOptions`).
+    """
+
+    model: str | None = None
+    device: str = "auto"
+    voxel_size: float | None = None
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    outputs: OutputOptions = field(default_factory=OutputOptions)
+
+    def __post_init__(self) -> None:
+        if self.model is not None:
+            if not isinstance(self.model, (str, os.PathLike)) or not str(self.model):
+                raise ConfigError(f"model={self.model!r} must be a checkpoint path, or null for the embedded model")
+            object.__setattr__(self, "model", None if str(self.model) == "default" else str(self.model))
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"device={self.device!r} is not a device; use auto, cpu, cuda or cuda:N")
+        if self.voxel_size is not None:
+            object.__setattr__(self, "voxel_size",
+                               checks.number("voxel_size", self.voxel_size, 0.0, open_low=True))
+        if not isinstance(self.inference, InferenceConfig) or not isinstance(self.outputs, OutputOptions):
+            raise ConfigError("inference and outputs must be an InferenceConfig and an OutputOptions; "
+                              "use SegmentOptions.from_dict for plain settings")
+
+    @staticmethod
+    def names() -> tuple[str, ...]:
+        """Every option's flat name: the keys of settings files and of :meth:`to_dict`."""
+        own = tuple(f.name for f in dataclasses.fields(SegmentOptions) if f.name not in ("inference", "outputs"))
+        return (*own, *(f.name for f in dataclasses.fields(InferenceConfig)),
+                *(f.name for f in dataclasses.fields(OutputOptions)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """All options, flat and JSON-ready."""
+        return {"model": self.model, "device": self.device, "voxel_size": self.voxel_size,
+                **self.inference.to_dict(), **self.outputs.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SegmentOptions:
+        """Options from a flat mapping (a settings file, :meth:`to_dict`); missing keys take defaults.
+
+        Raises:
+            ConfigError: an unknown key (the message lists the known ones) or a bad value.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"segmentation settings must be a mapping, not {type(data).__name__}")
+        unknown = sorted(str(k) for k in data if k not in cls.names())
+        if unknown:
+            raise ConfigError(f"unknown segmentation setting(s) {', '.join(map(repr, unknown))}; "
+                              f"known ones: {', '.join(cls.names())}")
+        inference = {f.name for f in dataclasses.fields(InferenceConfig)}
+        outputs = {f.name for f in dataclasses.fields(OutputOptions)}
+        return cls(model=data.get("model"), device=data.get("device", "auto"), voxel_size=data.get("voxel_size"),
+                   inference=InferenceConfig.from_dict({k: v for k, v in data.items() if k in inference}),
+                   outputs=OutputOptions.from_dict({k: v for k, v in data.items() if k in outputs}))
+
+
+def segment_options(settings_file: str | os.PathLike | None = None, **values: Any) -> SegmentOptions:
+    """The one merge point of segmentation options: defaults ← ``settings_file`` (JSON or YAML,
+    flat keys as :meth:`SegmentOptions.names`) ← ``values`` (``None`` values are not given).
+
+    Raises:
+        ConfigError: an unreadable settings file, an unknown option or a bad value.
+    """
+    return merged_config(SegmentOptions, settings_file, what="segmentation settings", **values)
+

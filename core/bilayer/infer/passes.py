@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from bilayer.errors import ConfigError, OutputError
-from bilayer.infer.sliding import EmitFn
+from bilayer.infer.blend import EmitFn
 
 __all__ = ["PassAccumulator"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,9 +25,10 @@ import torch
 
 from bilayer.device import cpu_has_native_bfloat16, resolve_device
 from bilayer.errors import ConfigError
+from bilayer.infer.blend import EmitFn, ProgressFn, blend_windows
 from bilayer.infer.config import InferenceConfig, Precision, TtaGrid
+from bilayer.infer.grid import fit_window, mirror_symmetric
 from bilayer.infer.passes import PassAccumulator
-from bilayer.infer.sliding import EmitFn, ProgressFn, blend_windows, fit_window, mirror_symmetric
 from bilayer.infer.tta import MIRROR_AXES, with_mirroring
 from bilayer.io.volume import Volume
 from bilayer.model.checkpoint import LoadedModel, read_checkpoint
@@ -36,12 +38,22 @@ from bilayer.model.zoo import default_model_path
 from bilayer.preprocess.normalise import standardisation
 from bilayer.preprocess.pixel_size import rescaled_window_size, with_rescaling
 
-__all__ = ["Predictor", "resolve_device"]
+__all__ = ["Predictor", "WindowPlan", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
 _RESCALE_TOLERANCE = 0.01  # relative voxel-size difference below which windows are not resampled
 _SLAB_BYTES = {"cpu": 32 * 1024**2, "cuda": 1024**3}  # per-slab temporaries of the forward pass
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How one tomogram is cut: windows of ``roi`` tomogram voxels, each predicted as ``window``
+    model voxels (resampled when ``rescale``)."""
+
+    roi: int
+    window: int
+    rescale: bool
 
 
 class Predictor:
@@ -68,6 +80,7 @@ class Predictor:
             raise ConfigError(f"window {self.config.window} does not suit this model: use a multiple of "
                               f"{multiple} of at least {smallest} voxels")
         self._dtype = _compute_dtype(self.config.precision, self.device)
+        self.weight_bytes = sum(t.numel() * self._dtype.itemsize for t in state_dict.values())
         self._network = LeanUNet(info.network, state_dict, self._dtype, self.device,
                                  slab_bytes=_SLAB_BYTES.get(self.device.type, _SLAB_BYTES["cuda"]))
 
@@ -100,7 +113,7 @@ class Predictor:
         """
         name = str(volume.path) if volume.path else "the tomogram"
         norm = standardisation(volume.data, name=name)
-        roi, predict_fn = self._window_plan(volume.shape, volume.isotropic_voxel_size)
+        roi, predict_fn = self._window_predictor(self.window_plan(volume.shape, volume.isotropic_voxel_size))
         blend = functools.partial(blend_windows, volume.data, roi=(roi,) * 3, overlap=self.config.overlap,
                                   normalise=(norm.offset, norm.scale), padding=self.config.padding)
         config = self.config
@@ -114,9 +127,8 @@ class Predictor:
                     blend(with_mirroring(predict_fn, (axes,)), emit=passes.emitter(index), grid_mirror=axes,
                           batch_size=config.batch_size, progress=_pass_progress(progress, index, len(MIRROR_AXES)))
 
-    def _window_plan(self, shape: tuple[int, ...],
-                     voxel_size: float) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
-        """The window size in the tomogram's voxels and the function predicting such windows."""
+    def window_plan(self, shape: tuple[int, ...], voxel_size: float) -> WindowPlan:
+        """The windows for a tomogram of ``shape`` at ``voxel_size`` Å (no work done)."""
         model_voxel_size = self.info.voxel_size
         rescale = self.config.rescale and abs(voxel_size / model_voxel_size - 1.0) > _RESCALE_TOLERANCE
         roi_of = functools.partial(rescaled_window_size, model_voxel_size=model_voxel_size,
@@ -124,15 +136,19 @@ class Predictor:
         window = self.config.window
         if self.config.fit_window:
             window = fit_window(shape, window, self.info.network.size_multiple, self.config.overlap, roi_of)
-            if window != self.config.window:
-                logger.info("windows of %d model voxels instead of %d: fewer voxels to predict over %s",
-                            window, self.config.window, "x".join(map(str, shape)))
-        if not rescale:
-            return window, self._forward
-        roi = rescaled_window_size(window, model_voxel_size, voxel_size)
-        logger.info("voxel size %.3g Å vs model %.3g Å: windows of %d voxels resampled to %d",
-                    voxel_size, model_voxel_size, roi, window)
-        return roi, with_rescaling(self._forward, window, like_membrain=self.config.rescale_like_membrain)
+        roi = roi_of(window) if roi_of is not None else window
+        return WindowPlan(roi=roi, window=window, rescale=rescale)
+
+    def _window_predictor(self, plan: WindowPlan) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+        """The window size in the tomogram's voxels and the function predicting such windows."""
+        if plan.window != self.config.window:
+            logger.info("windows of %d model voxels instead of %d: fewer voxels to predict", plan.window,
+                        self.config.window)
+        if not plan.rescale:
+            return plan.roi, self._forward
+        logger.info("voxel size vs model %.3g Å: windows of %d voxels resampled to %d", self.info.voxel_size,
+                    plan.roi, plan.window)
+        return plan.roi, with_rescaling(self._forward, plan.window, like_membrain=self.config.rescale_like_membrain)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Network scores for a CPU float32 batch (B, 1, z, y, x), in the model's axis order."""

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from bilayer.errors import ConfigError
-from bilayer.infer.sliding import PredictFn
+from bilayer.infer.blend import PredictFn
 
 __all__ = ["MIRROR_AXES", "with_mirroring"]
 

@@ -1,12 +1,16 @@
 """Reading and writing tomograms: MRC volumes with voxel size and origin, written atomically."""
 
-from bilayer.io.atomic import atomic_open, check_output_path, ensure_output_dir
+from bilayer.io.atomic import OutputGroup, atomic_open, check_output_path, ensure_output_dir, output_group
 from bilayer.io.mrc import MRC_SUFFIXES, read_header, read_volume
-from bilayer.io.mrc_writer import VolumeWriter, open_volume_writer, output_dtype, write_volume
+from bilayer.io.mrc_writer import HEADER_BYTES, VolumeWriter, open_volume_writer, output_dtype, write_volume
+from bilayer.io.naming import OUTPUT_SUFFIXES, output_name, output_paths
 from bilayer.io.volume import Volume, as_voxel_size
 
 __all__ = [
+    "HEADER_BYTES",
     "MRC_SUFFIXES",
+    "OUTPUT_SUFFIXES",
+    "OutputGroup",
     "Volume",
     "VolumeWriter",
     "as_voxel_size",
@@ -15,6 +19,9 @@ __all__ = [
     "ensure_output_dir",
     "open_volume_writer",
     "output_dtype",
+    "output_group",
+    "output_name",
+    "output_paths",
     "read_header",
     "read_volume",
     "write_volume",

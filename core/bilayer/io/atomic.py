@@ -5,8 +5,13 @@ vanishes by itself if the writer dies, even from ``SIGKILL``; it gets its final 
 once it is complete. Where ``O_TMPFILE`` is unavailable, a hidden ``.<name>.<random>.part``
 file in the same folder is used and removed on any error.
 
+Files that belong together (a tomogram's mask, scores, components, preview) are finished in
+an :func:`output_group` and named together at its end, the first one last: a failure or a kill
+before then leaves none of them, and the first file's presence means the whole group is there.
+
 Every output is checked first: it never replaces an input (``protect``) and replaces an
-existing file only when ``overwrite`` is true.
+existing file only when ``overwrite`` is true. A full disk is an :class:`OutputError` naming the
+file, not a traceback.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
+import numpy as np
+
 from bilayer.errors import OutputError
 
-__all__ = ["atomic_open", "check_output_path", "ensure_output_dir"]
+__all__ = ["OutputGroup", "atomic_open", "check_output_path", "ensure_output_dir", "output_group"]
 
 _PROC_FD = Path("/proc/self/fd")
+#: Errors of a disk that cannot take more: full, over quota, or over the process's file size limit.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def ensure_output_dir(folder: str | os.PathLike) -> Path:
@@ -67,17 +76,75 @@ def check_output_path(
     return path
 
 
+class OutputGroup:
+    """Finished files waiting for their names; see :func:`output_group`."""
+
+    def __init__(self) -> None:
+        self._files: list[tuple[BinaryIO, Path | None, Path, bool]] = []
+
+    def keep(self, f: BinaryIO, part: Path | None, path: Path, overwrite: bool) -> None:
+        """Hold the finished ``f`` (already flushed) until the group is published."""
+        if any(path == held for _, _, held, _ in self._files):
+            raise OutputError(f"{path} is written twice in one group of outputs; give each output its own name")
+        self._files.append((f, part, path, overwrite))
+
+    def memmap(self, path: str | os.PathLike, dtype: np.dtype | type | str, shape: tuple[int, ...],
+               offset: int) -> np.memmap:
+        """A read-only view of a finished, not yet published file of this group."""
+        for f, _, held, _ in self._files:
+            if held == Path(path):
+                return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
+        raise OutputError(f"{path} is not a finished output of this group")
+
+    def publish(self) -> list[Path]:
+        """Name every file, the first kept last; if one cannot be named, those named are removed."""
+        named: list[Path] = []
+        try:
+            for f, part, path, overwrite in reversed(self._files):
+                _publish(f.fileno(), part, path, overwrite)
+                named.append(path)
+        except BaseException:
+            for path in named:
+                _unlink_quietly(path)
+            raise
+        return named[::-1]
+
+    def close(self) -> None:
+        """Close every held file; unpublished anonymous files vanish, fallback parts are removed."""
+        for f, part, _, _ in self._files:
+            f.close()
+            if part is not None:
+                _unlink_quietly(part)
+        self._files.clear()
+
+
+@contextmanager
+def output_group() -> Iterator[OutputGroup]:
+    """A group of outputs that appear together when the block ends cleanly, or not at all.
+
+    Pass the group to :func:`atomic_open` (and the writers built on it) as ``group=``.
+    """
+    group = OutputGroup()
+    try:
+        yield group
+        group.publish()
+    finally:
+        group.close()
+
+
 @contextmanager
 def atomic_open(
-    path: str | os.PathLike, *, overwrite: bool = False, protect: Iterable[str | os.PathLike] = ()
+    path: str | os.PathLike, *, overwrite: bool = False, protect: Iterable[str | os.PathLike] = (),
+    group: OutputGroup | None = None,
 ) -> Iterator[BinaryIO]:
-    """Open a binary file that appears at ``path`` only when the ``with`` block ends cleanly.
+    """Open a binary file that appears at ``path`` only when the ``with`` block ends cleanly
+    (with ``group``: when the group ends cleanly).
 
     The file object is readable and writable and supports ``os.pwrite`` on its descriptor.
 
     Raises:
-        OutputError: the output is not allowed (see :func:`check_output_path`) or the
-            folder is not writable; nothing is left behind.
+        OutputError: the output is not allowed (see :func:`check_output_path`), the folder is
+            not writable, or the disk is full; nothing is left behind.
     """
     path = check_output_path(path, overwrite=overwrite, protect=protect)
     folder = path.parent if str(path.parent) else Path(".")
@@ -85,17 +152,30 @@ def atomic_open(
         raise OutputError(f"output folder {folder} does not exist; create it or choose another output path")
     fd, part = _open_unnamed(folder, path.name)
     f = os.fdopen(fd, "w+b")
+    kept = False
     try:
         yield f
         f.flush()
         os.fsync(f.fileno())
-        _publish(f.fileno(), part, path, overwrite)
+        if group is not None:
+            group.keep(f, part, path, overwrite)
+            kept = True
+        else:
+            _publish(f.fileno(), part, path, overwrite)
+    except OSError as e:
+        if part is not None:
+            _unlink_quietly(part)
+        if e.errno in _DISK_FULL:
+            raise OutputError(f"cannot write {path}: {e.strerror or e}; free space on that disk or choose "
+                              "another output folder (--out)") from e
+        raise
     except BaseException:
         if part is not None:
             _unlink_quietly(part)
         raise
     finally:
-        f.close()
+        if not kept:
+            f.close()
 
 
 def _open_unnamed(folder: Path, name: str) -> tuple[int, Path | None]:

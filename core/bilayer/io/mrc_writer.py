@@ -21,7 +21,7 @@ from mrcfile.dtypes import HEADER_DTYPE
 
 from bilayer._version import __version__
 from bilayer.errors import ConfigError, OutputError
-from bilayer.io.atomic import atomic_open
+from bilayer.io.atomic import OutputGroup, atomic_open
 from bilayer.io.volume import Volume, as_voxel_size
 
 __all__ = ["VolumeWriter", "open_volume_writer", "write_volume", "output_dtype"]
@@ -117,6 +117,7 @@ def open_volume_writer(
     overwrite: bool = False,
     protect: Iterable[str | os.PathLike] = (),
     labels: Sequence[str] = (),
+    group: OutputGroup | None = None,
 ) -> Iterator[VolumeWriter]:
     """Stream a volume into ``path``; the file appears complete when the block ends.
 
@@ -129,6 +130,7 @@ def open_volume_writer(
         overwrite: replace an existing file (never one in ``protect``).
         protect: files that must not be replaced (the inputs).
         labels: extra MRC header labels (≤80 characters each); Bilayer's own comes first.
+        group: publish the file with this :func:`~bilayer.io.atomic.output_group`'s others.
 
     Raises:
         OutputError: the file may not or cannot be written.
@@ -139,7 +141,7 @@ def open_volume_writer(
         raise ConfigError(f"an MRC volume needs a (z, y, x) shape of positive sizes, got {tuple(shape)}")
     dtype = output_dtype(np.empty(0), dtype)
     vs = as_voxel_size(voxel_size)
-    with atomic_open(path, overwrite=overwrite, protect=protect) as f:
+    with atomic_open(path, overwrite=overwrite, protect=protect, group=group) as f:
         try:
             f.truncate(HEADER_BYTES + math.prod(shape3) * dtype.itemsize)
         except OSError as e:
@@ -161,6 +163,7 @@ def write_volume(
     overwrite: bool = False,
     protect: Iterable[str | os.PathLike] = (),
     labels: Sequence[str] = (),
+    group: OutputGroup | None = None,
 ) -> Path:
     """Write a :class:`Volume` (or a (z, y, x) array with ``voxel_size``) atomically.
 
@@ -184,7 +187,7 @@ def write_volume(
     chosen = output_dtype(data, dtype)
     step = max(1, _SLAB_BYTES // max(1, data.shape[1] * data.shape[2] * 8))
     with open_volume_writer(path, data.shape, chosen, voxel_size, origin or (0.0, 0.0, 0.0),
-                            overwrite=overwrite, protect=protect, labels=labels) as writer:
+                            overwrite=overwrite, protect=protect, labels=labels, group=group) as writer:
         for z in range(0, data.shape[0], step):
             writer.write(z, data[z : z + step])
     return Path(path)

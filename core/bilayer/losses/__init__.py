@@ -12,8 +12,7 @@ defaults (as a command line does) does not load torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bilayer._lazy import lazy_names
 
 _HOMES = {
     "DEEP_SUPERVISION_WEIGHTS": "config",
@@ -28,12 +27,4 @@ _HOMES = {
     "surface_dice_loss": "skeleton",
 }
 
-__all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'bilayer.losses' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"bilayer.losses.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_names(__name__, _HOMES)

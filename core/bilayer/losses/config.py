@@ -6,12 +6,11 @@ The defaults are MemBrain-seg 0.0.10's training recipe (``networks/unet.py``).
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from bilayer.checks import flag, known_keys, number
 from bilayer.errors import ConfigError
 
 __all__ = ["DEEP_SUPERVISION_WEIGHTS", "LossConfig"]
@@ -58,15 +57,13 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         for name in ("bce_weight", "dice_weight", "surface_dice_weight"):
-            object.__setattr__(self, name, _number(name, getattr(self, name), minimum_exclusive=False))
+            object.__setattr__(self, name, number(f"loss {name}", getattr(self, name), 0.0))
         for name in ("dice_smooth", "surface_dice_smooth"):
-            object.__setattr__(self, name, _number(name, getattr(self, name), minimum_exclusive=True))
+            object.__setattr__(self, name, number(f"loss {name}", getattr(self, name), 0.0, open_low=True))
         for name in ("surface_dice", "deep_supervision"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"loss {name}={getattr(self, name)!r} must be true or false")
-        iterations = self.skeleton_iterations
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-            raise ConfigError(f"loss skeleton_iterations={iterations!r} must be a whole number >= 0 (MemBrain-seg: 5)")
+            object.__setattr__(self, name, flag(f"loss {name}", getattr(self, name)))
+        object.__setattr__(self, "skeleton_iterations",
+                           number("loss skeleton_iterations", self.skeleton_iterations, 0, integer=True))
         self._check_deep_supervision_weights()
         if self.bce_weight + self.dice_weight == 0 and not (self.surface_dice and self.surface_dice_weight > 0):
             raise ConfigError("loss bce_weight, dice_weight and surface_dice_weight are all 0; give one a weight > 0")
@@ -75,7 +72,7 @@ class LossConfig:
         weights = self.deep_supervision_weights
         if isinstance(weights, (str, bytes, Mapping)) or not hasattr(weights, "__iter__"):
             raise ConfigError(f"loss deep_supervision_weights={weights!r} must be a list of numbers >= 0")
-        checked = tuple(_number("deep_supervision_weights", w, minimum_exclusive=False) for w in weights)
+        checked = tuple(number(f"loss deep_supervision_weights[{i}]", w, 0.0) for i, w in enumerate(weights))
         if not checked or checked[0] == 0:
             raise ConfigError(
                 f"loss deep_supervision_weights={list(checked)} must start with the full-resolution "
@@ -111,19 +108,5 @@ class LossConfig:
         Raises:
             ConfigError: ``data`` is not a mapping, a key is unknown or a value is invalid.
         """
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"loss configuration must be a mapping, not {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown loss configuration key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
-        return cls(**data)
+        return cls(**known_keys(cls, data, "loss configuration"))
 
-
-def _number(name: str, value: Any, *, minimum_exclusive: bool) -> float:
-    """``value`` as a float after checking it is a finite number >= 0 (> 0 if ``minimum_exclusive``)."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    if not ok or value < 0 or (minimum_exclusive and value == 0):
-        bound = "> 0" if minimum_exclusive else ">= 0"
-        raise ConfigError(f"loss {name} value {value!r} must be a finite number {bound}")
-    return float(value)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bilayer.checks import number
 from bilayer.errors import ConfigError
 from bilayer.losses._tensors import check_pair, float32_math, membrane_voxels, per_sample_sum, valid_voxels
 
@@ -70,7 +71,7 @@ def soft_skeleton(x: torch.Tensor, iterations: int = SKELETON_ITERATIONS) -> tor
     Raises:
         ConfigError: ``x`` is not 5-D or ``iterations`` is not a whole number >= 0.
     """
-    _check_iterations(iterations)
+    iterations = number("skeleton iterations", iterations, 0, integer=True)
     if not isinstance(x, torch.Tensor) or x.ndim != 5:
         raise ConfigError(f"soft_skeleton needs a 5-D (B, C, z, y, x) tensor, got {getattr(x, 'shape', x)!r}")
     eroded = _erode(x)
@@ -129,9 +130,8 @@ def soft_surface_dice(
         ConfigError: bad shapes, ``iterations`` or ``smooth``.
     """
     logits = check_pair(logits, labels)
-    _check_iterations(iterations)
-    if not smooth > 0:
-        raise ConfigError(f"Surface-Dice smooth={smooth!r} must be a positive number, e.g. {SURFACE_DICE_SMOOTH}")
+    iterations = number("skeleton iterations", iterations, 0, integer=True)
+    smooth = number("Surface-Dice smooth", smooth, 0.0, open_low=True)
     with float32_math(logits.device):
         valid = valid_voxels(labels)
         probabilities = torch.sigmoid(logits) * valid
@@ -190,12 +190,4 @@ def _gaussian(x: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
         padding[axis] = radius
         out = F.conv3d(out, kernel.reshape(shape), padding=tuple(padding))
     return out.reshape(x.shape)
-
-
-def _check_iterations(iterations: int) -> None:
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ConfigError(
-            f"skeleton iterations={iterations!r} must be a whole number >= 0 "
-            f"(MemBrain-seg: {SKELETON_ITERATIONS}; a sheet t voxels thick needs (t - 1) // 2)"
-        )
 

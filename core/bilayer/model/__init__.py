@@ -8,13 +8,11 @@ Names load on first use (PEP 562), so reading a checkpoint for inference never i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bilayer._lazy import lazy_names
 
 _HOMES = {
     "NetworkConfig": "config",
     "Norm": "config",
-    "check_keys": "config",
     "check_state_dict": "layout",
     "config_from_state_dict": "layout",
     "state_dict_shapes": "layout",
@@ -36,12 +34,4 @@ _HOMES = {
     "count_parameters": "network",
 }
 
-__all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'bilayer.model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"bilayer.model.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_names(__name__, _HOMES)

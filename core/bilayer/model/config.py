@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
+from bilayer.checks import choice, flag, known_keys, number
 from bilayer.errors import ConfigError
 
-__all__ = ["NetworkConfig", "Norm", "check_keys"]
+__all__ = ["NetworkConfig", "Norm"]
 
 
 class Norm(str, Enum):
@@ -56,25 +57,15 @@ class NetworkConfig:
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise ConfigError(f"network {name}={value!r} must be a list of positive integers")
-            object.__setattr__(self, name, tuple(value))
-            for item in getattr(self, name):
-                _check_positive_int(name, item)
+            object.__setattr__(self, name, tuple(number(f"network {name}[{i}]", item, 1, integer=True)
+                                                 for i, item in enumerate(value)))
         for name in ("in_channels", "out_channels", "kernel_size", "deep_supervision_heads"):
-            _check_positive_int(name, getattr(self, name))
+            object.__setattr__(self, name, number(f"network {name}", getattr(self, name), 1, integer=True))
         for name in ("residual", "deep_supervision"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"network {name}={getattr(self, name)!r} must be true or false")
-        for name, low, high in (("negative_slope", 0.0, math.inf), ("dropout", 0.0, 1.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
-                raise ConfigError(f"network {name}={value!r} must be a number in [{low}, {high})")
-            object.__setattr__(self, name, float(value))
-        if not isinstance(self.norm, Norm):
-            try:
-                object.__setattr__(self, "norm", Norm(self.norm))
-            except ValueError as e:
-                valid = ", ".join(n.value for n in Norm)
-                raise ConfigError(f"network norm={self.norm!r} is not one of: {valid}") from e
+            object.__setattr__(self, name, flag(f"network {name}", getattr(self, name)))
+        object.__setattr__(self, "negative_slope", number("network negative_slope", self.negative_slope, 0.0))
+        object.__setattr__(self, "dropout", number("network dropout", self.dropout, 0.0, 1.0, open_high=True))
+        object.__setattr__(self, "norm", choice("network norm", self.norm, Norm))
         self._check_levels()
 
     def _check_levels(self) -> None:
@@ -113,24 +104,5 @@ class NetworkConfig:
         Raises:
             ConfigError: a key is unknown or a value is invalid.
         """
-        return cls(**check_keys(cls, data, "network configuration"))
+        return cls(**known_keys(cls, data, "network configuration"))
 
-
-def check_keys(cls: type, data: Any, what: str) -> dict[str, Any]:
-    """``data`` as a dict after checking it is a mapping whose keys are fields of dataclass ``cls``.
-
-    Raises:
-        ConfigError: ``data`` is not a mapping, or a key is unknown (the message names it).
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{what} must be a mapping, not {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"unknown {what} key {key!r}; known keys: {', '.join(sorted(known))}")
-    return dict(data)
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"network {name} value {value!r} must be a positive integer")

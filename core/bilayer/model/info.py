@@ -10,8 +10,9 @@ from types import MappingProxyType
 from typing import Any
 
 from bilayer._version import __version__
+from bilayer.checks import choice, known_keys, number
 from bilayer.errors import ConfigError
-from bilayer.model.config import NetworkConfig, check_keys
+from bilayer.model.config import NetworkConfig
 
 __all__ = ["AxisOrder", "MEMBRAIN_VOXEL_SIZE", "ModelInfo", "Normalisation"]
 
@@ -59,9 +60,6 @@ class ModelInfo:
     def __post_init__(self) -> None:
         if not isinstance(self.network, NetworkConfig):
             raise ConfigError(f"model info network must be a NetworkConfig, not {type(self.network).__name__}")
-        size = self.voxel_size
-        if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size < float("inf"):
-            raise ConfigError(f"model voxel_size={size!r} must be a positive number of Å")
         if not isinstance(self.bilayer_version, str) or not isinstance(self.source, str):
             raise ConfigError(
                 f"model bilayer_version and source must be strings: {self.bilayer_version!r}, {self.source!r}"
@@ -70,9 +68,9 @@ class ModelInfo:
             training = json.loads(json.dumps(dict(self.training)))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model training facts must be JSON-able (numbers, strings, lists, dicts): {e}") from e
-        object.__setattr__(self, "voxel_size", float(size))
-        object.__setattr__(self, "normalisation", _choice(Normalisation, self.normalisation, "normalisation"))
-        object.__setattr__(self, "axis_order", _choice(AxisOrder, self.axis_order, "axis_order"))
+        object.__setattr__(self, "voxel_size", number("model voxel_size", self.voxel_size, 0.0, open_low=True))
+        object.__setattr__(self, "normalisation", choice("model normalisation", self.normalisation, Normalisation))
+        object.__setattr__(self, "axis_order", choice("model axis_order", self.axis_order, AxisOrder))
         object.__setattr__(self, "training", MappingProxyType(training))
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,15 +87,8 @@ class ModelInfo:
         Raises:
             ConfigError: a key is unknown or a value is invalid.
         """
-        values = dict(check_keys(cls, data, "model info"))
+        values = known_keys(cls, data, "model info")
         if "network" in values:
             values["network"] = NetworkConfig.from_dict(values["network"])
         return cls(**values)
 
-
-def _choice(enum: type[Enum], value: Any, name: str) -> Any:
-    try:
-        return enum(value)
-    except ValueError as e:
-        valid = ", ".join(str(m.value) for m in enum)
-        raise ConfigError(f"model {name}={value!r} is not one of: {valid}") from e

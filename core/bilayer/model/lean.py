@@ -17,6 +17,9 @@ mode (the full-resolution logits), from the same weights, but organised for infe
   standard forward, which is what bounds the memory of a window.
 
 Normalisation and activation are computed in float32 and rounded once to the compute dtype.
+
+Length: over 300 lines because the blocks, the slab-wise instance norm and the order in which
+feature maps are freed form one memory plan; split, they would hide it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,22 @@
-"""Training and fine-tuning with MemBrain-seg's recipe: resumable, data-parallel under torchrun."""
+"""Training and fine-tuning with MemBrain-seg's recipe: resumable, data-parallel under torchrun.
 
-from bilayer.train.config import FINETUNE_DEFAULTS, TrainConfig, TrainPrecision
-from bilayer.train.settings import read_settings, training_config
-from bilayer.train.trainer import TrainResult, train
+Names load on first use (PEP 562), so importing :mod:`bilayer.train.config` or
+:mod:`bilayer.train.settings` (as the Scipion forms and the command line do) loads neither torch
+nor MONAI; :func:`train` loads them.
+"""
 
-__all__ = ["FINETUNE_DEFAULTS", "TrainConfig", "TrainPrecision", "TrainResult", "read_settings", "train",
-           "training_config"]
+from __future__ import annotations
+
+from bilayer._lazy import lazy_names
+
+_HOMES = {
+    "FINETUNE_DEFAULTS": "config",
+    "TrainConfig": "config",
+    "TrainPrecision": "config",
+    "read_settings": "settings",
+    "training_config": "settings",
+    "TrainResult": "trainer",
+    "train": "trainer",
+}
+
+__getattr__, __all__ = lazy_names(__name__, _HOMES)

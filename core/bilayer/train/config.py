@@ -13,13 +13,25 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
-from bilayer.augment import AugmentConfig
+from bilayer.augment.config import AugmentConfig
+from bilayer.checks import choice, flag, known_keys, number
 from bilayer.errors import ConfigError
-from bilayer.losses import LossConfig
+from bilayer.losses.config import LossConfig
+from bilayer.model.config import NetworkConfig
 from bilayer.model.info import MEMBRAIN_VOXEL_SIZE
-from bilayer.model.config import NetworkConfig, check_keys
 
 __all__ = ["FINETUNE_DEFAULTS", "TrainConfig", "TrainPrecision"]
+
+#: (field, low, high, low excluded, high excluded) of TrainConfig's real-valued fields.
+_NUMBERS: tuple[tuple[str, float, float, bool, bool], ...] = (
+    ("voxel_size", 0.0, math.inf, True, False),
+    ("learning_rate", 0.0, math.inf, True, False),
+    ("momentum", 0.0, 1.0, False, True),
+    ("weight_decay", 0.0, 1.0, False, True),
+    ("poly_power", 0.0, math.inf, False, False),
+    ("clip_grad_norm", 0.0, math.inf, False, False),
+    ("time_limit", 0.0, math.inf, False, False),
+)
 
 
 class TrainPrecision(str, enum.Enum):
@@ -89,26 +101,14 @@ class TrainConfig:
     time_limit: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"training compile={self.compile!r} must be true or false")
-        for name in ("patch_size", "batch_size", "epochs", "validate_every"):
-            _check_int(name, getattr(self, name), low=1)
-        for name in ("steps_per_epoch", "num_workers", "seed"):
-            _check_int(name, getattr(self, name), low=0)
-        for name, low, high in (("voxel_size", 0.0, math.inf), ("learning_rate", 0.0, math.inf),
-                                ("momentum", 0.0, 1.0), ("weight_decay", 0.0, 1.0), ("poly_power", 0.0, math.inf),
-                                ("clip_grad_norm", 0.0, math.inf), ("time_limit", 0.0, math.inf)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value < high) \
-                    or (name in ("voxel_size", "learning_rate") and value == 0):
-                raise ConfigError(f"training {name}={value!r} must be a number in "
-                                  f"{'(' if name in ('voxel_size', 'learning_rate') else '['}{low:g}, {high:g})")
-            object.__setattr__(self, name, float(value))
-        try:
-            object.__setattr__(self, "precision", TrainPrecision(self.precision))
-        except ValueError as e:
-            valid = ", ".join(p.value for p in TrainPrecision)
-            raise ConfigError(f"training precision {self.precision!r} is not one of {valid}") from e
+        object.__setattr__(self, "compile", flag("training compile", self.compile))
+        for name, low in (("patch_size", 1), ("batch_size", 1), ("epochs", 1), ("validate_every", 1),
+                          ("steps_per_epoch", 0), ("num_workers", 0), ("seed", 0)):
+            object.__setattr__(self, name, number(f"training {name}", getattr(self, name), low, integer=True))
+        for name, low, high, open_low, open_high in _NUMBERS:
+            object.__setattr__(self, name, number(f"training {name}", getattr(self, name), low, high,
+                                                  open_low=open_low, open_high=open_high))
+        object.__setattr__(self, "precision", choice("training precision", self.precision, TrainPrecision))
         multiple = self.network.size_multiple
         if self.patch_size % multiple:
             raise ConfigError(f"patch_size {self.patch_size} must be a multiple of {multiple} (the network's five "
@@ -129,7 +129,7 @@ class TrainConfig:
         Raises:
             ConfigError: an unknown key or an invalid value.
         """
-        values = check_keys(cls, data, "training configuration")
+        values = known_keys(cls, data, "training configuration")
         if "network" in values:
             values["network"] = NetworkConfig.from_dict(values["network"])
         if "loss" in values:
@@ -146,7 +146,3 @@ class TrainConfig:
 #: What fine-tuning changes in the defaults (MemBrain-seg's ``finetune.py``).
 FINETUNE_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-5, "epochs": 100}
 
-
-def _check_int(name: str, value: Any, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"training {name}={value!r} must be an integer >= {low}")

@@ -1,36 +1,20 @@
 """Training settings from their sources, later winning: the engine's defaults (MemBrain-seg's
 recipe), fine-tuning's, a settings file (JSON or YAML) and explicit values (command line, job
-parameters). Every adapter builds its :class:`TrainConfig` here, so they all agree."""
+parameters). Every adapter builds its :class:`TrainConfig` here, so they all agree.
+
+Settings files are read by :func:`bilayer.settings.read_settings` (re-exported here), the one
+reader every job uses. Nothing here loads torch or MONAI."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 from bilayer.errors import ConfigError
+from bilayer.settings import read_settings
 from bilayer.train.config import FINETUNE_DEFAULTS, TrainConfig
 
 __all__ = ["read_settings", "training_config"]
-
-
-def read_settings(path: str | os.PathLike | None) -> dict[str, Any]:
-    """A JSON or YAML mapping of settings (YAML reads JSON too), or {} without a file.
-
-    Raises:
-        ConfigError: the file cannot be read or holds no mapping.
-    """
-    if not path:
-        return {}
-    import yaml
-
-    try:
-        values = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read settings from {path}: {e}; give a JSON or YAML mapping") from e
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings (key: value)")
-    return values
 
 
 def training_config(settings_file: str | os.PathLike | None = None, *, finetune: bool = False,
@@ -49,7 +33,8 @@ def training_config(settings_file: str | os.PathLike | None = None, *, finetune:
     Raises:
         ConfigError: an unknown field, a bad value, or a network set for fine-tuning.
     """
-    merged: dict[str, Any] = {**(FINETUNE_DEFAULTS if finetune else {}), **read_settings(settings_file)}
+    merged: dict[str, Any] = {**(FINETUNE_DEFAULTS if finetune else {}),
+                              **read_settings(settings_file, "training settings")}
     merged.update({k: v for k, v in values.items() if v is not None})
     if not augment:
         merged["augment"] = None

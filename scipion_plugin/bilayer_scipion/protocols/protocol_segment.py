@@ -17,7 +17,7 @@ from bilayer_scipion.constants import CITATION_MEMBRAIN_V2
 from bilayer_scipion.protocols.model_choice import add_model_params, model_args, model_description, model_errors
 from bilayer_scipion.protocols.protocol_base import FAILED_OUTPUT, ProtBilayerBase
 
-__all__ = ["ProtBilayerSegment", "SegmentOutput", "SegmentParam"]
+__all__ = ["OPTIONS_ELSEWHERE", "ProtBilayerSegment", "SegmentOutput", "SegmentParam"]
 
 
 class SegmentParam(str, enum.Enum):
@@ -26,17 +26,29 @@ class SegmentParam(str, enum.Enum):
     TOMOGRAMS = "inputTomograms"
     THRESHOLD = "threshold"
     TTA = "tta"
+    TTA_GRID = "ttaGrid"
     WINDOW = "window"
     FIT_WINDOW = "fitWindow"
     OVERLAP = "overlap"
     PADDING = "padding"
     RESCALE = "rescale"
+    RESCALE_LIKE_MEMBRAIN = "rescaleLikeMembrain"
     SCORES = "keepScores"
     COMPONENTS = "keepComponents"
     MIN_SIZE = "minSize"
     SKELETON = "keepSkeleton"
     PRECISION = "precision"
     BATCH_SIZE = "batchSize"
+
+
+#: Engine options (``SegmentOptions.names()``) this protocol sets otherwise than by a SegmentParam of
+#: the same name, and how.
+OPTIONS_ELSEWHERE = {
+    "model": "the model parameters (ModelParam)",
+    "device": "Scipion's GPU parameters (useGpu, gpuList)",
+    "voxel_size": "the sampling rate of the input set, always passed",
+    "preview": "not written: Scipion's viewers show the masks",
+}
 
 
 class SegmentOutput(str, enum.Enum):
@@ -74,7 +86,7 @@ class ProtBilayerSegment(ProtBilayerBase):
 
     # --------------------------- DEFINE param functions -----------------------
     def _defineParams(self, form) -> None:  # noqa: ANN001
-        engine = defaults.inference()
+        engine, kept = defaults.inference(), defaults.outputs()
         form.addSection(label=Message.LABEL_INPUT)
         form.addParam(SegmentParam.TOMOGRAMS.value, PointerParam, pointerClass="SetOfTomograms", important=True,
                       label="Tomograms",
@@ -85,23 +97,33 @@ class ProtBilayerSegment(ProtBilayerBase):
                            "Higher values give thinner, surer masks; lower values find fainter membranes.")
         form.addParam(SegmentParam.TTA.value, BooleanParam, default=engine.tta, label="Test-time augmentation?",
                       help="Average the 8 mirrored copies of every window: slightly better masks, 8x slower.")
+        form.addParam(SegmentParam.TTA_GRID.value, EnumParam, choices=defaults.tta_grids(), default=0,
+                      condition=SegmentParam.TTA.value, expertLevel=LEVEL_ADVANCED, label="Mirrored windows",
+                      help="Where the mirrored copies' windows go: membrain mirrors the tomogram, then places "
+                           "windows (MemBrain-seg's exact scores); window mirrors each window in place (one "
+                           "pass always, slightly different scores).")
         form.addParam(SegmentParam.RESCALE.value, BooleanParam, default=engine.rescale, expertLevel=LEVEL_ADVANCED,
                       label="Rescale to the model's voxel size?",
                       help="Resample each window to the voxel size (Å) the model was trained at, and back. "
                            "Turn off only for tomograms already at the model's voxel size.")
+        form.addParam(SegmentParam.RESCALE_LIKE_MEMBRAIN.value, BooleanParam, default=engine.rescale_like_membrain,
+                      condition=SegmentParam.RESCALE.value, expertLevel=LEVEL_ADVANCED,
+                      label="Rescale like MemBrain-seg?",
+                      help="Resample exactly as MemBrain-seg, including its (old/new)³ intensity scaling; "
+                           "No keeps intensities.")
 
         form.addSection(label="Outputs")
-        form.addParam(SegmentParam.SCORES.value, BooleanParam, default=False, label="Keep the scores?",
+        form.addParam(SegmentParam.SCORES.value, BooleanParam, default=kept.scores, label="Keep the scores?",
                       help="Also output the network's scores (float32 logits, membrane where > threshold) "
                            "as the set tomoScores.")
-        form.addParam(SegmentParam.COMPONENTS.value, BooleanParam, default=False, label="Label connected membranes?",
+        form.addParam(SegmentParam.COMPONENTS.value, BooleanParam, default=kept.components, label="Label connected membranes?",
                       help="Also output the connected membranes (26-connectivity), numbered by size "
                            "(1 = largest), as the set tomoComponents.")
-        form.addParam(SegmentParam.MIN_SIZE.value, IntParam, default=0, validators=[GE(0)],
+        form.addParam(SegmentParam.MIN_SIZE.value, IntParam, default=kept.min_size, validators=[GE(0)],
                       condition=SegmentParam.COMPONENTS.value, label="Smallest membrane (voxels)",
                       help="Drop connected membranes smaller than this many voxels from the components; "
                            "0 keeps all.")
-        form.addParam(SegmentParam.SKELETON.value, BooleanParam, default=False, label="Skeletonize?",
+        form.addParam(SegmentParam.SKELETON.value, BooleanParam, default=kept.skeleton, label="Skeletonize?",
                       help="Also output MemBrain-seg's one-voxel surface skeleton of each mask as the set "
                            "tomoSkeletons.")
 
@@ -154,6 +176,7 @@ class ProtBilayerSegment(ProtBilayerBase):
                 "--voxel-size", repr(float(tomo.getSamplingRate())),
                 "--threshold", repr(float(self._value(SegmentParam.THRESHOLD))),
                 "--tta" if self._value(SegmentParam.TTA) else "--no-tta",
+                "--tta-grid", defaults.tta_grids()[self._value(SegmentParam.TTA_GRID)],
                 "--window", str(self._value(SegmentParam.WINDOW)),
                 "--fit-window" if self._value(SegmentParam.FIT_WINDOW) else "--fixed-window",
                 "--overlap", repr(float(self._value(SegmentParam.OVERLAP))),
@@ -163,6 +186,8 @@ class ProtBilayerSegment(ProtBilayerBase):
                 *model_args(self), *self._deviceArgs(), "--no-preview", "--overwrite"]
         if not self._value(SegmentParam.RESCALE):
             args.append("--no-rescale")
+        elif self._value(SegmentParam.RESCALE_LIKE_MEMBRAIN):
+            args.append("--rescale-like-membrain")
         if self._value(SegmentParam.SCORES):
             args.append("--scores")
         if self._value(SegmentParam.COMPONENTS):
@@ -208,7 +233,8 @@ class ProtBilayerSegment(ProtBilayerBase):
         problem = defaults.inference_error(
             window=self._value(SegmentParam.WINDOW), overlap=self._value(SegmentParam.OVERLAP),
             threshold=self._value(SegmentParam.THRESHOLD), batch_size=self._value(SegmentParam.BATCH_SIZE),
-            precision=self._precision(), padding=self._padding())
+            precision=self._precision(), padding=self._padding(),
+            tta_grid=defaults.tta_grids()[self._value(SegmentParam.TTA_GRID)])
         if problem:
             errors.append(f"Invalid segmentation setting: {problem}.")
         return errors

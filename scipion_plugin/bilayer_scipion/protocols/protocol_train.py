@@ -170,21 +170,18 @@ class ProtBilayerTrain(EMProtocol):
 
     # --------------------------- STEPS functions ------------------------------
     def prepareDatasetStep(self) -> None:
-        """Link tomograms and masks into MemBrain-seg's layout (imagesTr/, labelsTr/, ...)."""
+        """Link tomograms and masks, paired by tsId, into a MemBrain-seg dataset folder (the engine's layout)."""
+        from bilayer.data.layout import Split, case_id, link_pairs
+
         validation = set(self._validationTsIds())
-        masks = {mask.getTsId(): mask.getFileName() for mask in self._masks()}
+        masks = {mask.getTsId(): file_path(mask.getFileName()) for mask in self._masks()}
+        pairs: dict[Split, list[tuple[str, str, str]]] = {Split.TRAIN: [], Split.VAL: []}
         for tomo in self._tomograms():
             tsId = tomo.getTsId()
-            if tsId not in masks:
-                continue
-            split = "Val" if tsId in validation else "Tr"
-            for folder, name, source in ((f"images{split}", f"{tsId}_0000.mrc", tomo.getFileName()),
-                                         (f"labels{split}", f"{tsId}.mrc", masks[tsId])):
-                os.makedirs(self._datasetPath(folder), exist_ok=True)
-                link = self._datasetPath(folder, name)
-                if os.path.lexists(link):
-                    os.remove(link)
-                os.symlink(os.path.abspath(file_path(source)), link)
+            if tsId in masks:
+                split = Split.VAL if tsId in validation else Split.TRAIN
+                pairs[split].append((case_id(tsId), file_path(tomo.getFileName()), masks[tsId]))
+        link_pairs(self._datasetPath(), {split: items for split, items in pairs.items() if items}, prune=True)
 
     def trainStep(self) -> None:
         """Run ``bilayer train`` (or ``finetune``); its failure fails the protocol with the engine's message."""

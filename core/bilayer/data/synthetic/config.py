@@ -9,11 +9,15 @@ the few quantities with another customary unit carry it in their name (``defocus
 from __future__ import annotations
 
 import enum
-import math
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from bilayer.checks import choice, known_keys, number, number_pair, probability
 from bilayer.errors import ConfigError
+from bilayer.settings import plain_values
 
 __all__ = ["SceneType", "SynthConfig"]
 
@@ -194,101 +198,55 @@ class SynthConfig:
     resolution_range: tuple[float, float] = (8.0, 40.0)
 
     def __post_init__(self) -> None:
-        if isinstance(self.scene_type, str) and not isinstance(self.scene_type, SceneType):
-            object.__setattr__(self, "scene_type", _scene_type(self.scene_type))
-        _validate(self)
+        for name, value in _checked(self).items():
+            object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (tuples as lists, enums as their value)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, enum.Enum):
-                value = value.value
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
+        return plain_values(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SynthConfig:
+    def from_dict(cls, d: Mapping[str, Any]) -> SynthConfig:
         """Build a config from a dict such as :meth:`to_dict` writes; missing keys keep defaults.
 
         Raises:
-            ConfigError: A key is unknown, or a value is of the wrong kind or out of range.
+            ConfigError: Not a mapping, a key is unknown, or a value is of the wrong kind or out of range.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"SynthConfig has no field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(known))}"
-            )
-        kwargs: dict[str, Any] = {}
-        for name, value in d.items():
-            if name == "scene_type" and value is not None:
-                kwargs[name] = _scene_type(value)
-            elif isinstance(value, list):
-                kwargs[name] = tuple(value)
-            else:
-                kwargs[name] = value
-        return cls(**kwargs)
+        return cls(**known_keys(cls, d, "SynthConfig"))
 
 
-def _scene_type(value: Any) -> SceneType:
-    try:
-        return SceneType(value)
-    except ValueError as e:
-        valid = ", ".join(repr(s.value) for s in SceneType)
-        raise ConfigError(f"SynthConfig.scene_type = {value!r} is not a scene type; use one of {valid} or null") from e
+def _checked(config: SynthConfig) -> dict[str, Any]:
+    """Every field's value in canonical form (tuples, floats, ints, the enum), checked once.
 
-
-def _fail(name: str, value: Any, expected: str) -> ConfigError:
-    return ConfigError(f"SynthConfig.{name} = {value!r} is invalid: {expected}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_range(name: str, value: Any, lo: float, hi: float, integer: bool) -> None:
-    kind = "integers" if integer else "numbers"
-    expected = f"give two {kind} (low, high) with {lo} <= low <= high <= {hi}"
-    if not isinstance(value, tuple) or len(value) != 2:
-        raise _fail(name, value, expected)
-    for v in value:
-        if not _is_number(v) or (integer and int(v) != v):
-            raise _fail(name, value, expected)
-    if not lo <= value[0] <= value[1] <= hi:
-        raise _fail(name, value, expected)
-
-
-def _check_scalar(name: str, value: Any, lo: float, hi: float) -> None:
-    if not _is_number(value) or not lo <= value <= hi:
-        raise _fail(name, value, f"give a number in [{lo}, {hi}]")
-
-
-def _validate(config: SynthConfig) -> None:
-    """Check every field once, raising a :class:`ConfigError` that names the field and range."""
-    shape = config.shape
-    if (
-        not isinstance(shape, tuple)
-        or len(shape) != 3
-        or not all(isinstance(s, int) and not isinstance(s, bool) and _MIN_SIDE <= s <= _MAX_SIDE for s in shape)
-    ):
-        raise _fail("shape", shape, f"give three integers (z, y, x), each in [{_MIN_SIDE}, {_MAX_SIDE}]")
+    Raises:
+        ConfigError: naming ``SynthConfig.<field>``, the value and the allowed range.
+    """
+    out: dict[str, Any] = {"shape": _shape(config.shape)}
     for name, lo, hi in _FLOAT_RANGES:
-        _check_range(name, getattr(config, name), lo, hi, integer=False)
+        out[name] = number_pair(f"SynthConfig.{name}", getattr(config, name), lo, hi)
     for name, ilo, ihi in _INT_RANGES:
-        _check_range(name, getattr(config, name), ilo, ihi, integer=True)
+        out[name] = number_pair(f"SynthConfig.{name}", getattr(config, name), ilo, ihi, integer=True)
     for name in _PROBABILITIES:
-        _check_scalar(name, getattr(config, name), 0.0, 1.0)
+        out[name] = probability(f"SynthConfig.{name}", getattr(config, name))
     for name, lo, hi in _SCALARS:
-        _check_scalar(name, getattr(config, name), lo, hi)
-    vs_lo, vs_hi = _FLOAT_RANGES[0][1:]
+        out[name] = number(f"SynthConfig.{name}", getattr(config, name), lo, hi)
     if config.voxel_size is not None:
-        _check_scalar("voxel_size", config.voxel_size, vs_lo, vs_hi)
+        out["voxel_size"] = number("SynthConfig.voxel_size", config.voxel_size, *_FLOAT_RANGES[0][1:])
     if config.label_thickness is not None:
-        _check_scalar("label_thickness", config.label_thickness, *_LABEL_THICKNESS_BOUNDS)
-    if config.scene_type is not None and not isinstance(config.scene_type, SceneType):
-        valid = ", ".join(repr(s.value) for s in SceneType)
-        raise _fail("scene_type", config.scene_type, f"use one of {valid} or None")
+        out["label_thickness"] = number("SynthConfig.label_thickness", config.label_thickness,
+                                        *_LABEL_THICKNESS_BOUNDS)
+    if config.scene_type is not None:
+        try:
+            out["scene_type"] = choice("SynthConfig.scene_type", config.scene_type, SceneType)
+        except ConfigError as e:
+            raise ConfigError(f"{e}, or null to draw it per scene") from e
+    return out
+
+
+def _shape(shape: Any) -> tuple[int, int, int]:
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray)) or len(shape) != 3:
+        raise ConfigError(f"SynthConfig.shape={shape!r} must be three integers (z, y, x), "
+                          f"each in [{_MIN_SIDE}, {_MAX_SIDE}]")
+    z, y, x = (number(f"SynthConfig.shape[{i}]", side, _MIN_SIDE, _MAX_SIDE, integer=True)
+               for i, side in enumerate(shape))
+    return z, y, x

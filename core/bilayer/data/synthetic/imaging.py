@@ -5,6 +5,10 @@ frequency magnitude |k| only (central-slice theorem), so the tomogram carries an
 CTF; only the tilts actually recorded are present, which leaves a missing wedge around kz (tilt
 axis y, beam along z); weighted back-projection turns the projections' white noise into noise
 that rises with frequency and shares the wedge. Dense objects come out dark.
+
+Length: over 300 lines because the CTF, the wedge and the noise are one physical model whose
+parameters are drawn together; the drawn looks and the noise fields already live apart
+(``appearance.py``, ``noise.py``).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from bilayer.data.synthetic.imaging import draw_imaging, simulate
 from bilayer.data.synthetic.membranes import Frame
 from bilayer.data.synthetic.recipes import RECIPES, SceneRecipe
 from bilayer.data.synthetic.render import Canvas
-from bilayer.errors import ConfigError
+from bilayer.checks import number
 
 __all__ = ["SyntheticTomogram", "generate_patches", "generate_tomogram"]
 
@@ -69,7 +69,7 @@ def generate_tomogram(config: SynthConfig = _DEFAULT_CONFIG, seed: int = 0) -> S
     Raises:
         ConfigError: ``seed`` is not a non-negative integer.
     """
-    return _generate(config, np.random.SeedSequence(_check_seed(seed)), {"seed": seed})
+    return _generate(config, np.random.SeedSequence(number("seed", seed, 0, integer=True)), {"seed": seed})
 
 
 def generate_patches(config: SynthConfig, n: int, seed: int = 0) -> Iterator[SyntheticTomogram]:
@@ -81,17 +81,10 @@ def generate_patches(config: SynthConfig, n: int, seed: int = 0) -> Iterator[Syn
     Raises:
         ConfigError: ``n`` or ``seed`` is not a non-negative integer.
     """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-        raise ConfigError(f"generate_patches: n = {n!r} is invalid; give the number of patches as an integer >= 0")
-    children = np.random.SeedSequence(_check_seed(seed)).spawn(int(n))
+    n = number("generate_patches n", n, 0, integer=True)
+    children = np.random.SeedSequence(number("seed", seed, 0, integer=True)).spawn(n)
     for i, child in enumerate(children):
         yield _generate(config, child, {"seed": seed, "patch": i})
-
-
-def _check_seed(seed: Any) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed = {seed!r} is invalid; give an integer >= 0")
-    return int(seed)
 
 
 def _generate(config: SynthConfig, seed_seq: np.random.SeedSequence, seed_info: dict[str, Any]) -> SyntheticTomogram:

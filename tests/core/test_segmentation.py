@@ -1,4 +1,4 @@
-"""bilayer.infer.predictor and pipeline: MemBrain-seg checkpoints in, the right scores and files out."""
+"""bilayer.infer.predictor and segmentation: MemBrain-seg checkpoints in, the right scores and files out."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from bilayer.infer import (
     OutputOptions,
     Precision,
     Predictor,
-    output_paths,
-    segment,
     segment_file,
+    segment_volume,
 )
-from bilayer.io import Volume, read_volume, write_volume
+from bilayer.io import Volume, output_paths, read_volume, write_volume
 from bilayer.model import load_checkpoint
 
 EXACT = dict(tta=False, precision=Precision.FLOAT32, overlap=0.5, fit_window=False)
@@ -41,7 +40,7 @@ def _network_scores(ckpt, window: np.ndarray) -> np.ndarray:
 def test_membrain_checkpoint_predicts_its_network_output_on_one_window(membrain_tiny_ckpt):
     volume = _volume((64, 64, 64))
     predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, **EXACT))
-    result = segment(volume, predictor, outputs=OutputOptions(scores=True))
+    result = segment_volume(volume, predictor, outputs=OutputOptions(scores=True))
     expected = _network_scores(membrain_tiny_ckpt, volume.data)
     # Two float32 networks sum in different orders (oneDNN picks kernels by CPU and thread count):
     # up to 2e-4 apart on an AVX512 CPU with one thread, on scores of about ±3.
@@ -55,7 +54,7 @@ def test_membrain_checkpoint_predicts_its_network_output_on_one_window(membrain_
 def test_tta_averages_the_eight_flipped_predictions(membrain_tiny_ckpt):
     volume = _volume((64, 64, 64), seed=1)
     config = InferenceConfig(window=64, **{**EXACT, "tta": True})
-    scores = segment(volume, Predictor.from_checkpoint(membrain_tiny_ckpt, config),
+    scores = segment_volume(volume, Predictor.from_checkpoint(membrain_tiny_ckpt, config),
                      outputs=OutputOptions(scores=True)).scores.data
     flips = []
     for axes in MIRROR_AXES:
@@ -67,9 +66,9 @@ def test_tta_averages_the_eight_flipped_predictions(membrain_tiny_ckpt):
 
 def test_bfloat16_gives_nearly_the_same_scores(membrain_tiny_ckpt):
     volume = _volume((64, 64, 80), seed=2)
-    exact = segment(volume, Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, **EXACT)),
+    exact = segment_volume(volume, Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, **EXACT)),
                     outputs=OutputOptions(scores=True)).scores.data
-    bf16 = segment(volume, Predictor.from_checkpoint(
+    bf16 = segment_volume(volume, Predictor.from_checkpoint(
         membrain_tiny_ckpt, InferenceConfig(window=64, **{**EXACT, "precision": Precision.BFLOAT16})),
         outputs=OutputOptions(scores=True)).scores.data
     assert not np.array_equal(exact, bf16)  # it really ran in bfloat16
@@ -81,10 +80,10 @@ def test_file_output_streams_to_the_same_answer_with_the_input_geometry(tmp_path
     source = write_volume(tmp_path / "tomo.mrc", volume)
     predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, **EXACT))
     outputs = OutputOptions(scores=True, components=True, skeleton=True, preview=True)
-    in_memory = segment(read_volume(source), predictor, outputs=outputs)
+    in_memory = segment_volume(read_volume(source), predictor, outputs=outputs)
     report = segment_file(source, tmp_path / "out", predictor, outputs=outputs)
     assert set(report.outputs) == {"mask", "scores", "components", "skeleton", "preview"}
-    assert report.outputs == output_paths(source, tmp_path / "out", outputs)
+    assert report.outputs == output_paths(source, tmp_path / "out", outputs.kinds)
     for kind in ("mask", "scores", "components", "skeleton"):
         written = read_volume(report.outputs[kind])
         np.testing.assert_array_equal(written.data, getattr(in_memory, kind).data)
@@ -99,7 +98,7 @@ def test_file_output_streams_to_the_same_answer_with_the_input_geometry(tmp_path
 def test_other_voxel_sizes_are_rescaled_window_by_window_and_keep_the_shape(membrain_tiny_ckpt, voxel_size):
     volume = _volume((40, 70, 60), voxel_size=voxel_size, seed=4)
     predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, tta=False))
-    result = segment(volume, predictor, outputs=OutputOptions(scores=True))
+    result = segment_volume(volume, predictor, outputs=OutputOptions(scores=True))
     assert result.mask.shape == volume.shape and result.scores.shape == volume.shape
     assert result.mask.voxel_size == volume.voxel_size
     assert np.isfinite(result.scores.data).all()
@@ -109,7 +108,7 @@ def test_anisotropic_voxels_are_refused(membrain_tiny_ckpt):
     volume = Volume(np.zeros((8, 8, 8), np.float32) + np.arange(8), voxel_size=(20.0, 10.0, 10.0))
     predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, tta=False))
     with pytest.raises(VoxelSizeError, match="anisotropic"):
-        segment(volume, predictor)
+        segment_volume(volume, predictor)
 
 
 @pytest.mark.parametrize(
@@ -171,7 +170,7 @@ def test_a_fitted_window_predicts_as_that_window_would(membrain_tiny_ckpt, shape
 
     def scores(**config) -> np.ndarray:
         predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(**{**EXACT, **config}))
-        return segment(volume, predictor, outputs=OutputOptions(scores=True)).scores.data
+        return segment_volume(volume, predictor, outputs=OutputOptions(scores=True)).scores.data
 
     fit, fixed_fitted, fixed = scores(window=64, fit_window=True), scores(window=chosen), scores(window=64)
     np.testing.assert_array_equal(fit, fixed_fitted)
@@ -189,7 +188,7 @@ def test_tta_on_an_asymmetric_grid_reproduces_membrain_seg_whole_volume_mirrorin
     volume = _volume((64, 64, 112), seed=6)
     assert not mirror_symmetric(volume.shape, (64,) * 3, 0.5)
     config = InferenceConfig(window=64, **{**EXACT, "tta": True, "tta_grid": tta_grid})
-    scores = segment(volume, Predictor.from_checkpoint(membrain_tiny_ckpt, config),
+    scores = segment_volume(volume, Predictor.from_checkpoint(membrain_tiny_ckpt, config),
                      outputs=OutputOptions(scores=True)).scores.data
     network = load_checkpoint(membrain_tiny_ckpt).network
     data = volume.data.astype(np.float64)

@@ -1,0 +1,236 @@
+"""Pre-flight checks: every input opened and checked, every output named, memory and disk
+estimated, before the first window is predicted.
+
+A segmentation run either does its work or says why it cannot and writes nothing: an unreadable,
+truncated, 2-D or non-finite tomogram, an implausible header voxel size, two inputs that would
+write the same output, an output that exists (without ``overwrite``) or would replace an input, a
+run that cannot fit the memory or the disk. :func:`plan_segmentation` returns one
+:class:`TomogramPlan` per input, or raises :class:`PreflightError` listing every problem (one line
+each, naming the file and the fix).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from bilayer.errors import BilayerError, BilayerWarning
+from bilayer.infer.blend import slab_buffer_bytes
+from bilayer.infer.config import OutputOptions
+from bilayer.io import Volume, check_output_path, output_paths, read_volume
+
+if TYPE_CHECKING:
+    from bilayer.infer.predictor import Predictor, WindowPlan
+
+__all__ = ["PLAUSIBLE_VOXEL_SIZE", "MAX_UPSAMPLING", "PreflightError", "TomogramPlan", "available_memory",
+           "check_voxel_size", "memory_estimate", "output_bytes", "plan_segmentation"]
+
+#: Voxel sizes (Å) that tomograms have: a header outside this range is taken as wrong (1 Å is what
+#: many tools write when the size is unset) unless the size is given explicitly.
+PLAUSIBLE_VOXEL_SIZE = (2.0, 100.0)
+#: The most a window may be up-sampled to the model's voxel size (e.g. 80 Å voxels for a 10 Å model).
+MAX_UPSAMPLING = 8.0
+
+_PROCESS_BYTES = 600 * 1024**2  # the interpreter with torch loaded, measured on CPU: 460-520 MB
+_NETWORK_BYTES_PER_CHANNEL = 3.5  # forward-pass bytes per voxel per first-level channel and dtype byte
+_PREVIEW_BYTES = 4 * 1024**2
+_DISK_MARGIN = 64 * 1024**2
+#: Bytes per voxel of each output kind (components: uint16 labels).
+_BYTES_PER_VOXEL = {"mask": 1, "scores": 4, "components": 2, "skeleton": 1, "uncertainty": 4}
+
+
+class PreflightError(BilayerError):
+    """A run that cannot start; ``problems`` holds one line per problem, naming the file and the fix."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        more = f" (and {len(self.problems) - 1} more problem(s))" if len(self.problems) > 1 else ""
+        super().__init__(f"{self.problems[0]}{more}")
+
+
+@dataclass(frozen=True)
+class TomogramPlan:
+    """One checked tomogram, opened memory-mapped, with its outputs and estimates."""
+
+    volume: Volume
+    outputs: dict[str, Path]
+    windows: WindowPlan
+    memory_bytes: int
+    output_bytes: int
+
+    @property
+    def source(self) -> Path:
+        return self.volume.path  # type: ignore[return-value]
+
+
+def check_voxel_size(volume: Volume, predictor: Predictor, *, given: bool) -> None:
+    """Refuse a voxel size that is implausible (from a header) or that the model cannot use.
+
+    Raises:
+        BilayerError: anisotropic voxels, a header voxel size outside :data:`PLAUSIBLE_VOXEL_SIZE`
+            (unless ``given``), or windows that would be up-sampled more than :data:`MAX_UPSAMPLING`.
+    """
+    name = volume.path or "the tomogram"
+    size = volume.isotropic_voxel_size
+    low, high = PLAUSIBLE_VOXEL_SIZE
+    if not given and not low <= size <= high:
+        raise BilayerError(f"{name}: header voxel size {size:g} Å is outside the {low:g}-{high:g} Å tomograms have "
+                           "(1 Å usually means unset); give the real one with --voxel-size (Å)")
+    ratio = size / predictor.info.voxel_size
+    if predictor.config.rescale and ratio > MAX_UPSAMPLING:
+        raise BilayerError(f"{name}: voxel size {size:g} Å is {ratio:.0f}x the model's {predictor.info.voxel_size:g} Å; "
+                           f"windows would be up-sampled more than {MAX_UPSAMPLING:g}x; check --voxel-size, or "
+                           "use a model trained at this voxel size")
+
+
+def memory_estimate(shape: Sequence[int], windows: WindowPlan, predictor: Predictor, *,
+                    scores_in_memory: bool = False) -> int:
+    """Peak bytes of host memory segmenting a tomogram of ``shape`` is expected to take.
+
+    The process with torch and the weights, the score slabs (:func:`slab_buffer_bytes`), the windows
+    held (the batch, its prefetched successor, the predictions and their weighted copies, the eight
+    mirrored copies with TTA, the resampled windows), and on the CPU the network's forward pass, measured for Bilayer's lean
+    network as about 3.5 bytes per voxel, first-level channel and byte of the compute dtype.
+    """
+    batch = predictor.config.batch_size
+    roi_bytes = 4 * windows.roi**3
+    held = 4 * batch * roi_bytes + (16 * roi_bytes if predictor.config.tta else 0)
+    if windows.rescale:
+        held += 3 * batch * 4 * windows.window**3
+    network = 0
+    if predictor.device.type == "cpu":
+        channels = predictor.info.network.filters[0]
+        network = int(_NETWORK_BYTES_PER_CHANNEL * channels * predictor.compute_dtype.itemsize
+                      * windows.window**3 * batch)
+    slabs = slab_buffer_bytes(shape, (windows.roi,) * 3, predictor.config.overlap)
+    scores = 4 * math.prod(shape) if scores_in_memory else 0
+    return _PROCESS_BYTES + predictor.weight_bytes + held + network + slabs + scores
+
+
+def output_bytes(shape: Sequence[int], kinds: Sequence[str]) -> int:
+    """Bytes the outputs ``kinds`` of a tomogram of ``shape`` take on disk (headers included)."""
+    voxels = math.prod(shape)
+    return sum(_PREVIEW_BYTES if kind == "preview" else 1024 + _BYTES_PER_VOXEL[kind] * voxels for kind in kinds)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take: the smaller of the machine's available memory
+    and the room left under a cgroup (container, SLURM job) limit; ``None`` where unknown."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def plan_segmentation(sources: Sequence[str | os.PathLike], out_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+                      predictor: Predictor, outputs: OutputOptions, *, voxel_size: float | None = None,
+                      overwrite: bool = False, memory: int | None = -1) -> list[TomogramPlan]:
+    """Check every input and output of a run before any work; see the module docstring.
+
+    Args:
+        sources: the tomogram files.
+        out_dirs: the output folder, or one per source (they must exist).
+        predictor: the loaded model and its inference options.
+        outputs: which outputs to write.
+        voxel_size: Å for every tomogram, replacing the headers' (and their plausibility check).
+        overwrite: replace existing outputs.
+        memory: bytes of memory to plan for; -1: :func:`available_memory`; ``None``: no check.
+
+    Raises:
+        PreflightError: every problem found, one line each.
+    """
+    folders = [Path(out_dirs)] * len(sources) if isinstance(out_dirs, (str, os.PathLike)) else \
+        [Path(d) for d in out_dirs]
+    memory = available_memory() if memory == -1 else memory
+    problems: list[str] = []
+    plans: list[TomogramPlan] = []
+    seen_inputs: dict[Path, Path] = {}
+    claimed: dict[Path, Path] = {}
+    for source, folder in zip(sources, folders):
+        source = Path(source)
+        key = _identity(source)
+        if key in seen_inputs:
+            also = "" if seen_inputs[key] == source else f" (also as {seen_inputs[key]})"
+            problems.append(f"{source} is given twice{also}; give each tomogram once")
+            continue
+        seen_inputs[key] = source
+        try:
+            plan = _plan_one(source, folder, predictor, outputs, voxel_size, overwrite, sources, memory)
+        except BilayerError as e:
+            problems.append(" ".join(str(e).split()))
+            continue
+        for path in plan.outputs.values():
+            other = claimed.setdefault(path, source)
+            if other != source:
+                problems.append(f"{other} and {source} would both write {path}; rename one, or segment them into "
+                                "separate output folders")
+                break
+        plans.append(plan)
+    problems += _disk_problems(plans)
+    if problems:
+        raise PreflightError(problems)
+    return plans
+
+
+def _plan_one(source: Path, folder: Path, predictor: Predictor, outputs: OutputOptions, voxel_size: float | None,
+              overwrite: bool, inputs: Sequence[str | os.PathLike], memory: int | None) -> TomogramPlan:
+    with warnings.catch_warnings():  # the voxel size check below says more than read_volume's warning
+        warnings.filterwarnings("ignore", message=".*usually means 'unset'.*", category=BilayerWarning)
+        volume = read_volume(source, voxel_size=voxel_size)
+    check_voxel_size(volume, predictor, given=voxel_size is not None)
+    paths = output_paths(source, folder, outputs.kinds)
+    for path in paths.values():
+        check_output_path(path, overwrite=overwrite, protect=inputs)
+    windows = predictor.window_plan(volume.shape, volume.isotropic_voxel_size)
+    need = memory_estimate(volume.shape, windows, predictor)
+    if memory is not None and need > memory:
+        raise BilayerError(f"{source}: segmenting it needs about {_gb(need)} of memory (windows of {windows.roi}³ "
+                           f"voxels), {_gb(memory)} is available; give a smaller --window or --batch-size, turn off "
+                           "--tta, check the voxel size, or use a machine with more memory")
+    return TomogramPlan(volume, paths, windows, need, output_bytes(volume.shape, outputs.kinds))
+
+
+def _disk_problems(plans: Sequence[TomogramPlan]) -> list[str]:
+    """A line per output folder whose disk cannot take the outputs planned there."""
+    need: dict[Path, int] = {}
+    for plan in plans:
+        folder = next(iter(plan.outputs.values())).parent
+        need[folder] = need.get(folder, 0) + plan.output_bytes
+    problems = []
+    for folder, size in need.items():
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            continue
+        if size + _DISK_MARGIN > free:
+            problems.append(f"{folder}: the outputs need about {_gb(size)}, the disk has {_gb(free)} free; free some "
+                            "space or choose another output folder (--out)")
+    return problems
+
+
+def _identity(path: Path) -> Path:
+    try:
+        return path.resolve(strict=True)
+    except OSError:
+        return path.absolute()
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1024**3:.1f} GB" if n >= 1024**3 else f"{n / 1024**2:.0f} MB"

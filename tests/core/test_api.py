@@ -1,0 +1,46 @@
+"""bilayer.segment: the one-call Python door, with the same options and the same refusals as the others."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bilayer
+from bilayer.errors import BilayerError, ConfigError
+from bilayer.io import write_volume
+
+
+def _tomo(folder, name="t.mrc", voxel_size=10.0):
+    data = np.random.default_rng(0).normal(size=(40, 48, 56)).astype(np.float32)
+    return write_volume(folder / name, data, voxel_size=voxel_size)
+
+
+def test_options_by_name_and_from_a_settings_file(tmp_path, membrain_tiny_ckpt):
+    source = _tomo(tmp_path)
+    by_name = bilayer.segment(source, membrain_tiny_ckpt, window=64, tta=False, scores=True, threshold=0.5)
+    assert by_name.scores is not None
+    np.testing.assert_array_equal(by_name.mask.data, by_name.scores.data > 0.5)
+    settings = tmp_path / "s.yaml"
+    settings.write_text(f"model: {membrain_tiny_ckpt}\nwindow: 64\ntta: false\nscores: true\nthreshold: 0.5\n")
+    from_file = bilayer.segment(source, settings=settings)
+    np.testing.assert_array_equal(from_file.scores.data, by_name.scores.data)
+
+
+@pytest.mark.parametrize("header, given, words", [
+    (1.0, None, ("t.mrc", "1 Å", "--voxel-size")),
+    (5000.0, None, ("t.mrc", "5000 Å")),
+    (10.0, 5000.0, ("up-sampled",)),
+    (10.0, 0.5, ("in memory needs about",)),
+])
+def test_bad_voxel_sizes_and_runs_too_big_are_one_line_errors_before_any_work(tmp_path, membrain_tiny_ckpt,
+                                                                               header, given, words):
+    source = _tomo(tmp_path, voxel_size=header)
+    with pytest.raises(BilayerError) as caught:
+        bilayer.segment(source, membrain_tiny_ckpt, voxel_size=given, window=64, tta=False)
+    for word in words:
+        assert word in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_unknown_option_lists_the_known_ones(tmp_path, membrain_tiny_ckpt):
+    with pytest.raises(ConfigError, match="'windw'.*known ones"):
+        bilayer.segment(_tomo(tmp_path), membrain_tiny_ckpt, windw=64)

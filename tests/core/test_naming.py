@@ -1,0 +1,24 @@
+"""bilayer.io.naming: the one owner of output names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bilayer.errors import ConfigError
+from bilayer.io import OUTPUT_SUFFIXES, output_name, output_paths
+
+
+def test_names_are_the_stem_and_the_kinds_suffix():
+    assert output_name("a/b/TS_01.rec", "mask") == "TS_01_seg.mrc"
+    assert output_name("t.mrc", "preview") == "t_preview.png"
+    assert output_paths("x/t.mrc", "out", ["mask", "scores"]) == {"mask": Path("out/t_seg.mrc"),
+                                                                  "scores": Path("out/t_scores.mrc")}
+    assert set(OUTPUT_SUFFIXES) >= {"mask", "scores", "components", "skeleton", "uncertainty", "preview"}
+    assert len(set(OUTPUT_SUFFIXES.values())) == len(OUTPUT_SUFFIXES)
+
+
+def test_an_unknown_kind_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="'mesh'.*mask, scores"):
+        output_name("t.mrc", "mesh")
