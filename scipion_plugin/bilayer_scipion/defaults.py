@@ -17,8 +17,8 @@ from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precis
 from bilayer.io import OUTPUT_SUFFIXES
 from bilayer.train.config import FINETUNE_DEFAULTS, TrainConfig, TrainPrecision
 
-__all__ = ["finetune_overrides", "inference", "inference_error", "output_suffix", "outputs", "paddings", "precisions", "training",
-           "training_error", "training_precisions", "tta_grids"]
+__all__ = ["finetune_overrides", "inference", "inference_error", "output_suffix", "outputs", "paddings", "precisions",
+           "training", "training_error", "training_precisions", "tta_grids"]
 
 
 @lru_cache(maxsize=1)

@@ -7,7 +7,9 @@ import pytest
 
 import bilayer
 from bilayer.errors import BilayerError, ConfigError
+from bilayer.infer import InferenceConfig, Predictor
 from bilayer.io import write_volume
+from segment_inputs import EXACT, random_volume
 
 
 def _tomo(folder, name="t.mrc", voxel_size=10.0):
@@ -44,3 +46,19 @@ def test_bad_voxel_sizes_and_runs_too_big_are_one_line_errors_before_any_work(tm
 def test_an_unknown_option_lists_the_known_ones(tmp_path, membrain_tiny_ckpt):
     with pytest.raises(ConfigError, match="'windw'.*known ones"):
         bilayer.segment(_tomo(tmp_path), membrain_tiny_ckpt, windw=64)
+
+
+def test_bilayer_segment_takes_arrays_volumes_and_paths(tmp_path, membrain_tiny_ckpt):
+    volume = random_volume((64, 64, 70), seed=5)
+    config = InferenceConfig(window=64, **EXACT)
+    from_volume = bilayer.segment(volume, membrain_tiny_ckpt, config=config)
+    from_array = bilayer.segment(volume.data, membrain_tiny_ckpt, voxel_size=10.0, config=config)
+    path = write_volume(tmp_path / "v.mrc", volume)
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, config)
+    from_path = bilayer.segment(path, predictor)
+    for result in (from_array, from_path):
+        np.testing.assert_array_equal(result.mask.data, from_volume.mask.data)
+    assert from_volume.scores is None and from_path.mask.path is None
+    assert list(tmp_path.iterdir()) == [path]  # nothing written
+    with pytest.raises(ConfigError, match="voxel_size"):
+        bilayer.segment(volume.data, predictor)

@@ -125,24 +125,6 @@ def test_file_is_plain_data_that_torch_loads_without_extra_globals(tmp_path):
     assert path.stat().st_size < 1.3 * unique_bytes + 100_000
 
 
-def test_model_info_round_trip_and_checks():
-    info = ModelInfo(network=SMALL, voxel_size=7, axis_order="xyz", training={"data": {"tomograms": 12}})
-    assert info.voxel_size == 7.0 and info.axis_order is AxisOrder.XYZ
-    assert ModelInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
-    assert ModelInfo.from_dict({}) == ModelInfo()
-    assert ModelInfo().normalisation is Normalisation.TOMOGRAM_ZSCORE and ModelInfo().voxel_size == 10.0
-    with pytest.raises(TypeError):
-        info.training["data"] = 1
-    with pytest.raises(ConfigError, match="'pixel_size'"):
-        ModelInfo.from_dict({"pixel_size": 10.0})
-    with pytest.raises(ConfigError, match="tomogram_zscore"):
-        ModelInfo(normalisation="minmax")
-    with pytest.raises(ConfigError, match="voxel_size"):
-        ModelInfo(voxel_size=0.0)
-    with pytest.raises(ConfigError, match="JSON"):
-        ModelInfo(training={"optimizer": object()})
-
-
 def test_saving_refuses_to_clobber_or_to_mislabel(tmp_path):
     network = _network(SMALL)
     path = save_checkpoint(tmp_path / "m.bilayer.pt", network, ModelInfo(network=SMALL))

@@ -82,3 +82,13 @@ def test_the_contract_loads_no_torch():
            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'monai')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"window": 100}, "multiple of 32"), ({"overlap": 1.0}, "overlap"), ({"batch_size": 0}, "batch_size"),
+     ({"precision": "float8"}, "precision")],
+)
+def test_bad_inference_options_are_config_errors(kwargs, words):
+    with pytest.raises(ConfigError, match=words):
+        InferenceConfig(**kwargs)

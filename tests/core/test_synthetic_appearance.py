@@ -1,6 +1,7 @@
 """Tests of bilayer.data.synthetic.appearance: a drawn look changes how a scene looks, never
-what it contains, and each appearance family does what it says (one dark band, no fringes,
-streaky back-projected noise, dense cores off the membranes)."""
+what it contains, and each appearance family does what it says (one dark band, dense cores off
+the membranes). The fringe-free CTF and the back-projected noise that looks also draw are tested
+with their modules (test_synthetic_imaging.py, test_synthetic_noise.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,6 @@ import numpy as np
 import pytest
 from bilayer.data.synthetic import SynthConfig, generate_tomogram
 from bilayer.data.synthetic.appearance import Appearance, add_dense_cores, draw_appearance, restyle_bilayer
-from bilayer.data.synthetic.imaging import (
-    CtfMode,
-    ImagingParams,
-    _ctf_without_fringes,
-    ctf,
-)
-from bilayer.data.synthetic.noise import backprojected_noise
 from bilayer.data.synthetic.render import Bilayer, bilayer_density
 from bilayer.errors import ConfigError
 
@@ -89,38 +83,6 @@ def test_a_single_band_scene_shows_its_membranes_as_dark_bands():
         if seen == 3:
             break
     assert seen == 3
-
-
-def test_ctf_without_fringes_never_reverses_contrast():
-    params = ImagingParams(defocus=40000.0, defocus_spread=0.0, amplitude_contrast=0.07, voltage_kv=300.0,
-                           spherical_aberration_mm=2.7, ctf_mode=CtfMode.NONE, b_factor=0.0, tilt_min=-60.0,
-                           tilt_max=60.0, snr=1.0, noise_color=0.0, lowpass=None, interpolation=0.0,
-                           background=0.0, inverted=False)
-    k = np.linspace(0, 0.1, 2001).astype(np.float32)
-    t = _ctf_without_fringes(k, params)
-    assert np.all(t <= 0)  # dense is dark at every frequency
-    assert t[0] == pytest.approx(-0.07, abs=1e-4)  # only amplitude contrast at k = 0
-    raw = -ctf(k, 40000.0, 0.07, 300.0, 2.7)  # the first maximum of the raw CTF, found on the grid
-    first_peak = k[np.argmax(np.diff(raw) < 0)]
-    assert np.all(t[k > first_peak * 1.01] == -1.0)
-    assert np.all(np.diff(t[k < 0.99 * first_peak]) <= 1e-6)  # rises in magnitude up to its first maximum
-
-
-def test_backprojected_noise_lies_inside_the_tilt_range():
-    shape = (48, 16, 48)
-    noise = backprojected_noise(np.random.default_rng(0), shape, -45.0, 45.0, 31)
-    assert noise.shape == shape and noise.dtype == np.float32
-    assert abs(float(noise.mean())) < 1e-3 and float(noise.std()) == pytest.approx(1.0, rel=1e-3)
-    power = np.abs(np.fft.fftn(noise)) ** 2
-    kz = np.fft.fftfreq(shape[0])[:, None, None]
-    kx = np.fft.fftfreq(shape[2])[None, None, :]
-    angle = np.degrees(np.arctan2(np.abs(kz), np.abs(kx))) + 0 * power  # angle from the kx axis
-    radial = np.hypot(kz, kx) + 0 * power
-    ring = (radial > 0.08) & (radial < 0.45)
-    inside = ring & (angle < 40)
-    wedge = ring & (angle > 50)
-    # per frequency sample, the missing wedge holds far less noise than the sampled range
-    assert power[wedge].mean() < 0.1 * power[inside].mean()
 
 
 def test_dense_cores_fill_vesicles_and_stay_off_membranes():

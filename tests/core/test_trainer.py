@@ -1,4 +1,4 @@
-"""bilayer.train: the loop learns, resumes exactly after a kill, and trains under torchrun (gloo)."""
+"""bilayer.train.trainer: the loop learns, resumes after a kill, keeps time limits, runs under torchrun."""
 
 from __future__ import annotations
 
@@ -15,17 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from bilayer.data import training_data
 from bilayer.data.patches import SyntheticPatches
 from bilayer.data.synthetic import SynthConfig
 from bilayer.errors import ConfigError
 from bilayer.infer import InferenceConfig, Predictor, segment_volume
 from bilayer.io import Volume
-from bilayer.model import AxisOrder, NetworkConfig, load_checkpoint
+from bilayer.model import AxisOrder, load_checkpoint
 from bilayer.train import TrainConfig, train
-
-TINY = NetworkConfig(filters=(8, 16, 32, 64), strides=(1, 2, 2, 2))
-FAST = dict(network=TINY, patch_size=32, batch_size=2, num_workers=0, precision="float32", compile=False)
+from tiny_training import FAST, TINY
 
 
 def _rows(folder: Path) -> list[dict[str, str]]:
@@ -88,17 +85,6 @@ def test_a_time_limit_longer_than_the_epochs_changes_nothing_but_the_clock(tmp_p
     first, second = (r["learning_rate"] for r in timed.history)
     assert first == pytest.approx(0.01, rel=1e-3) and first < 0.01  # a few seconds of 600 minutes
     assert second == pytest.approx(0.01 * 0.5 ** 0.9)  # the epochs' schedule is further on: it rules
-
-
-def test_old_training_states_without_a_clock_still_resume(tmp_path):
-    from bilayer.train.state import STATE_FILE, TrainState, load_state, save_state
-
-    save_state(tmp_path, TrainState(2, 4, 0.5, [], {}, {}, {}, seconds=12.5))
-    assert load_state(tmp_path).seconds == 12.5
-    payload = torch.load(tmp_path / STATE_FILE, weights_only=True)
-    del payload["seconds"]
-    torch.save(payload, tmp_path / STATE_FILE)
-    assert load_state(tmp_path).seconds == 0.0 and load_state(tmp_path).epoch == 2
 
 
 def _cli_train(out: Path, settings: Path, epochs: int) -> subprocess.Popen:
@@ -170,55 +156,3 @@ def test_finetuning_a_membrain_checkpoint_keeps_its_axes_and_feeds_the_predictor
     volume = Volume(np.random.default_rng(0).normal(size=(64, 64, 64)).astype(np.float32), 10.0)
     predictor = Predictor.from_checkpoint(result.last, InferenceConfig(window=64, tta=False))
     assert segment_volume(volume, predictor).mask.data.shape == (64, 64, 64)
-
-
-def test_training_data_from_a_folder_without_validation_says_so(tmp_path, caplog):
-    import logging
-
-    from bilayer.io import write_volume
-
-    caplog.set_level(logging.INFO, logger="bilayer")
-    for split in ("imagesTr", "labelsTr"):
-        (tmp_path / split).mkdir()
-    write_volume(tmp_path / "imagesTr" / "a_0000.mrc", np.ones((8, 8, 8), np.float32) * np.arange(8), voxel_size=10)
-    write_volume(tmp_path / "labelsTr" / "a.mrc", np.zeros((8, 8, 8), np.int8), voxel_size=10)
-    train_set, val_set = training_data(TrainConfig(**FAST, augment=None), tmp_path)
-    assert val_set is None and len(train_set) == 1 and "without validation" in caplog.text
-    assert train_set[0]["label"].shape == (1, 32, 32, 32)
-
-
-def _stepper(compile: bool, seed: int = 0):
-    from bilayer.losses import LossConfig, MembraneLoss
-    from bilayer.model import build_network
-    from bilayer.train.step import Stepper, make_optimizer
-
-    torch.manual_seed(seed)
-    network = build_network(TINY).train()
-    config = TrainConfig(**FAST)
-    return Stepper(network, MembraneLoss(LossConfig()), make_optimizer(network, config), compile=compile), network
-
-
-def test_compiled_steps_follow_the_eager_ones():
-    batch = SyntheticPatches(SynthConfig(voxel_size=10.0), 2, 32, seed=3, fixed=True)
-    image = torch.stack([batch[i]["image"] for i in range(2)])
-    label = torch.stack([batch[i]["label"] for i in range(2)])
-    (eager, _), (compiled, _) = _stepper(False), _stepper(True)
-    eager_losses = [float(eager(image, label)) for _ in range(3)]
-    compiled_losses = [float(compiled(image, label)) for _ in range(3)]
-    assert compiled._forward is not compiled.model  # it really ran compiled
-    np.testing.assert_allclose(compiled_losses, eager_losses, rtol=2e-3)
-    assert eager_losses[-1] < eager_losses[0]
-
-
-def test_a_failing_compile_falls_back_to_eager_steps(monkeypatch, caplog):
-    def broken(model):
-        def fail(*args):
-            raise RuntimeError("no C++ compiler here")
-        return fail
-
-    monkeypatch.setattr(torch, "compile", broken)
-    stepper, network = _stepper(True)
-    image, label = torch.randn(2, 1, 32, 32, 32), torch.randint(0, 2, (2, 1, 32, 32, 32)).float()
-    loss = stepper(image, label)
-    assert torch.isfinite(loss) and stepper._forward is network
-    assert "torch.compile failed" in caplog.text and "no C++ compiler" in caplog.text

@@ -176,17 +176,23 @@ def test_the_default_model_is_checked_before_running():
         assert errors == []
 
 
-def test_segment_arguments_carry_the_sampling_rate_and_name_outputs_by_tsid(tmp_path):
-    source = write_volume(tmp_path / "tomo with spaces.mrc", np.zeros((8, 8, 8), np.float32), voxel_size=10.0)
+def _segment_protocol(tmp_path, file_name: str, ts_id: str, sampling_rate: float = 14.0) -> ProtBilayerSegment:
+    """A segment protocol with one tomogram of ``ts_id`` at ``sampling_rate``, ready for ``_segmentArgs``."""
     tomo = Tomogram()
-    tomo.setFileName(f"{source}:mrc")
-    tomo.setSamplingRate(14.0)
-    tomo.setTsId("TS_7")
+    tomo.setFileName(file_name)
+    tomo.setSamplingRate(sampling_rate)
+    tomo.setTsId(ts_id)
     prot = ProtBilayerSegment()
     prot.setWorkingDir(str(tmp_path / "run"))
     for folder in (prot._getTmpPath(), prot._getExtraPath()):
         os.makedirs(folder)
-    prot._itemsByTsId = {"TS_7": tomo}
+    prot._itemsByTsId = {ts_id: tomo}
+    return prot
+
+
+def test_segment_arguments_carry_the_sampling_rate_and_name_outputs_by_tsid(tmp_path):
+    source = write_volume(tmp_path / "tomo with spaces.mrc", np.zeros((8, 8, 8), np.float32), voxel_size=10.0)
+    prot = _segment_protocol(tmp_path, f"{source}:mrc", "TS_7")
     prot.keepComponents.set(True)
     prot.minSize.set(12)
     prot.rescale.set(False)
@@ -211,15 +217,7 @@ def test_every_engine_option_is_a_parameter_and_reaches_the_engine(tmp_path):
     params = {member.name.lower() for member in SegmentParam if member is not SegmentParam.TOMOGRAMS}
     assert params | set(OPTIONS_ELSEWHERE) == set(SegmentOptions.names()), "an engine option has no parameter"
     source = write_volume(tmp_path / "t.mrc", np.zeros((8, 8, 8), np.float32), voxel_size=10.0)
-    tomo = Tomogram()
-    tomo.setFileName(str(source))
-    tomo.setSamplingRate(14.0)
-    tomo.setTsId("TS_1")
-    prot = ProtBilayerSegment()
-    prot.setWorkingDir(str(tmp_path / "run"))
-    for folder in (prot._getTmpPath(), prot._getExtraPath()):
-        os.makedirs(folder)
-    prot._itemsByTsId = {"TS_1": tomo}
+    prot = _segment_protocol(tmp_path, str(source), "TS_1")
     engine = SegmentOptions()
     chosen = dict(threshold=0.7, tta=not engine.inference.tta, window=96, overlap=0.25, batch_size=3, min_size=7,
                   fit_window=not engine.inference.fit_window, scores=True, components=True, skeleton=True,

@@ -83,7 +83,8 @@ def check_voxel_size(volume: Volume, predictor: Predictor, *, given: bool) -> No
                            "(1 Å usually means unset); give the real one with --voxel-size (Å)")
     ratio = size / predictor.info.voxel_size
     if predictor.config.rescale and ratio > MAX_UPSAMPLING:
-        raise BilayerError(f"{name}: voxel size {size:g} Å is {ratio:.0f}x the model's {predictor.info.voxel_size:g} Å; "
+        raise BilayerError(f"{name}: voxel size {size:g} Å is {ratio:.0f}x the model's "
+                           f"{predictor.info.voxel_size:g} Å; "
                            f"windows would be up-sampled more than {MAX_UPSAMPLING:g}x; check --voxel-size, or "
                            "use a model trained at this voxel size")
 
@@ -94,8 +95,9 @@ def memory_estimate(shape: Sequence[int], windows: WindowPlan, predictor: Predic
 
     The process with torch and the weights, the score slabs (:func:`slab_buffer_bytes`), the windows
     held (the batch, its prefetched successor, the predictions and their weighted copies, the eight
-    mirrored copies with TTA, the resampled windows), and on the CPU the network's forward pass, measured for Bilayer's lean
-    network as about 3.5 bytes per voxel, first-level channel and byte of the compute dtype.
+    mirrored copies with TTA, the resampled windows), and on the CPU the network's forward pass,
+    measured for Bilayer's lean network as about 3.5 bytes per voxel, first-level channel and byte
+    of the compute dtype.
     """
     batch = predictor.config.batch_size
     roi_bytes = 4 * windows.roi**3

@@ -159,7 +159,8 @@ def _post_process(paths: dict[str, Path], volume: Volume, outputs: OutputOptions
     if outputs.preview:
         from bilayer.viz import write_preview
 
-        write_preview(paths["preview"], volume, np.asarray(mask), title=f"{volume.path.name if volume.path else ''} → mask",
+        title = f"{volume.path.name if volume.path else ''} → mask"
+        write_preview(paths["preview"], volume, np.asarray(mask), title=title,
                       overwrite=overwrite, protect=[volume.path], group=group)
     return count
 

@@ -116,7 +116,8 @@ class ProtBilayerSegment(ProtBilayerBase):
         form.addParam(SegmentParam.SCORES.value, BooleanParam, default=kept.scores, label="Keep the scores?",
                       help="Also output the network's scores (float32 logits, membrane where > threshold) "
                            "as the set tomoScores.")
-        form.addParam(SegmentParam.COMPONENTS.value, BooleanParam, default=kept.components, label="Label connected membranes?",
+        form.addParam(SegmentParam.COMPONENTS.value, BooleanParam, default=kept.components,
+                      label="Label connected membranes?",
                       help="Also output the connected membranes (26-connectivity), numbered by size "
                            "(1 = largest), as the set tomoComponents.")
         form.addParam(SegmentParam.MIN_SIZE.value, IntParam, default=kept.min_size, validators=[GE(0)],
