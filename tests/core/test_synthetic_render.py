@@ -32,17 +32,22 @@ def test_label_thickness_matches_physical_thickness(voxel_size):
     assert measured == pytest.approx(thickness, abs=0.5 * voxel_size)
 
 
+def _tilted_plane(n: int, vs: float, normal, offset: float, membrane) -> tuple[Canvas, np.ndarray]:
+    """A canvas of n³ voxels at ``vs`` Å with one plane membrane through its centre (shifted by ``offset``
+    voxels along z), and the exact signed distance (Å) to the plane at every voxel."""
+    normal = np.asarray(normal, dtype=float) / np.linalg.norm(normal)
+    crop = full_crop((n, n, n), vs)
+    dz, dy, dx = crop.relative(np.array([n / 2 + offset, n / 2, n / 2]) * vs)
+    exact = normal[0] * dz + normal[1] * dy + normal[2] * dx
+    d, normals = normalise_distance(exact.astype(np.float32), vs)
+    canvas = Canvas((n, n, n), vs, tilt_range=(-60.0, 60.0), hidden_angle=90.0)
+    canvas.add_membrane(np.random.default_rng(0), crop, d, normals, membrane)
+    return canvas, exact
+
+
 def test_label_band_is_continuous_at_20_angstrom():
     """Every line along z crossing a tilted plane hits the band at least twice (2.6 voxels thick)."""
-    n, vs = 40, 20.0
-    normal = np.array([0.9, 0.3, -0.2])
-    normal /= np.linalg.norm(normal)
-    crop = full_crop((n, n, n), vs)
-    dz, dy, dx = crop.relative(np.array([n / 2 + 0.37, n / 2, n / 2]) * vs)
-    phi = normal[0] * dz + normal[1] * dy + normal[2] * dx
-    d, normals = normalise_distance(phi.astype(np.float32), vs)
-    canvas = Canvas((n, n, n), vs, tilt_range=(-60.0, 60.0), hidden_angle=90.0)
-    canvas.add_membrane(np.random.default_rng(0), crop, d, normals, _bilayer(label_half=26.0))
+    canvas, _ = _tilted_plane(40, 20.0, [0.9, 0.3, -0.2], 0.37, _bilayer(label_half=26.0))
     per_column = canvas.band[4:-4].sum(axis=0)  # stay clear of the top and bottom faces
     assert per_column[8:-8, 8:-8].min() >= 2
     labels = scipy.ndimage.label(canvas.band)[1]
@@ -63,15 +68,8 @@ def test_leaflet_peaks_are_separation_apart(voxel_size):
 
 def test_bilayer_density_peaks_on_both_sides_of_a_tilted_plane():
     """In 3D, binning voxel densities by their exact distance puts the peaks at ±separation/2."""
-    n, vs, separation = 48, 10.0, 42.0
-    normal = np.array([0.3, -0.8, 0.52])
-    normal /= np.linalg.norm(normal)
-    crop = full_crop((n, n, n), vs)
-    dz, dy, dx = crop.relative(np.array([n / 2 + 0.21, n / 2, n / 2]) * vs)
-    exact = normal[0] * dz + normal[1] * dy + normal[2] * dx
-    d, normals = normalise_distance(exact.astype(np.float32), vs)
-    canvas = Canvas((n, n, n), vs, tilt_range=(-60.0, 60.0), hidden_angle=90.0)
-    canvas.add_membrane(np.random.default_rng(0), crop, d, normals, _bilayer(separation=separation))
+    separation = 42.0
+    canvas, exact = _tilted_plane(48, 10.0, [0.3, -0.8, 0.52], 0.21, _bilayer(separation=separation))
     bins = np.arange(-60.0, 61.0, 2.0)
     which = np.digitize(exact.ravel(), bins)
     mean = np.array([canvas.membrane_density.ravel()[which == i].mean() for i in range(1, len(bins))])
