@@ -18,7 +18,7 @@ from bilayer.cli_common import EXIT_USAGE, VOXEL_SIZE_HELP, echo_error, given_op
 from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, TtaGrid
 from bilayer.io import output_name, write_volume
 
-__all__ = ["components", "segment_command", "segment_options_from_args", "skeletonize_command"]
+__all__ = ["components", "segment_command", "segment_options_from_args", "skeletonize_command", "threshold_command"]
 
 _INFER = InferenceConfig()  # the engine's defaults, shown in --help
 _OUTPUTS = OutputOptions()
@@ -151,6 +151,38 @@ def skeletonize_command(masks: tuple[Path, ...], out_dir: Path | None, voxel_siz
         skeleton = skeletonize(np.asarray(volume.data) > 0)
         write_volume(target, volume.with_data(skeleton.astype(np.int8)), overwrite=overwrite, protect=[path])
         click.echo(f"{target}  {int(skeleton.sum())} skeleton voxels")
+
+
+@click.command("threshold")
+@click.argument("scores", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-t", "--threshold", "thresholds", type=float, multiple=True, required=True,
+              help="A threshold on the scores (logits; 0 is probability 0.5); repeat for several masks.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for <stem>_seg_t<threshold>.mrc. [default: beside each scores file]")
+@click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=VOXEL_SIZE_HELP)
+@click.option("--overwrite", is_flag=True, help="Replace existing masks.")
+def threshold_command(scores: tuple[Path, ...], thresholds: tuple[float, ...], out_dir: Path | None,
+                      voxel_size: float | None, overwrite: bool) -> None:
+    """Masks from scores files (bilayer segment --scores) at other thresholds, without the network.
+
+    Writes <stem>_seg_t<threshold>.mrc (int8 0/1) per scores file and threshold, with the scores'
+    voxel size and origin; every input and output is checked before any is written.
+    """
+    from bilayer.errors import OutputError
+    from bilayer.io import ensure_output_dir
+    from bilayer.postprocess.threshold import plan_thresholds, threshold_scores
+
+    folder = ensure_output_dir(out_dir) if out_dir is not None else None
+    claimed: dict[Path, Path] = {}
+    for path in scores:  # all checked first: a refusal leaves nothing
+        _, paths = plan_thresholds(path, thresholds, folder, voxel_size=voxel_size, overwrite=overwrite,
+                                   protect=scores)
+        for target in paths.values():
+            if claimed.setdefault(target, path) != path:
+                raise OutputError(f"{claimed[target]} and {path} would both write {target}; rename one, or give "
+                                  "separate output folders (--out)")
+    for path in scores:
+        click.echo(threshold_scores(path, thresholds, folder, voxel_size=voxel_size, overwrite=overwrite).summary())
 
 
 def _each_mask(masks: Sequence[Path], out_dir: Path | None, kind: str, overwrite: bool,

@@ -330,3 +330,23 @@ def test_every_engine_option_is_an_option_of_segment_and_arrives():
     got = segment_options_from_args(argv).to_dict()
     defaults = SegmentOptions().to_dict()
     assert all(got[name] != defaults[name] for name in SegmentOptions.names()), got
+
+
+def test_threshold_writes_a_mask_per_threshold_from_segments_scores(tmp_path, capsys, membrain_tiny_ckpt):
+    source = _tomogram(tmp_path, "t.mrc")
+    code, _, err = run(capsys, "segment", str(source), "--model", str(membrain_tiny_ckpt), "--out", str(tmp_path / "s"),
+                       "--window", "64", "--no-tta", "--scores", "--no-preview")
+    assert code == 0, err
+    scores = tmp_path / "s" / "t_scores.mrc"
+    code, out, err = run(capsys, "threshold", str(scores), "-t", "0", "-t", "1.5", "--out", str(tmp_path / "m"))
+    assert code == 0, err
+    assert out.count("\n") == 2 and "t_seg_t1.5.mrc  threshold 1.5" in out
+    np.testing.assert_array_equal(read_volume(tmp_path / "m" / "t_seg_t0.mrc").data,
+                                  read_volume(tmp_path / "s" / "t_seg.mrc").data)  # 0 is segment's default
+    high = read_volume(tmp_path / "m" / "t_seg_t1.5.mrc")
+    np.testing.assert_array_equal(high.data, read_volume(scores).data > 1.5)
+    assert high.origin == pytest.approx((5.0, 6.0, 7.0))
+    code, _, err = run(capsys, "threshold", str(scores), str(tmp_path / "s" / "t_seg.mrc"), "-t", "2",
+                       "--out", str(tmp_path / "n"))
+    assert code == 2 and "t_seg.mrc holds int8 values, not scores" in err
+    assert not (tmp_path / "n").exists() or list((tmp_path / "n").iterdir()) == []

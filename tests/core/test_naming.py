@@ -8,6 +8,7 @@ import pytest
 
 from bilayer.errors import ConfigError
 from bilayer.io import OUTPUT_SUFFIXES, output_name, output_paths
+from bilayer.io.naming import threshold_mask_name
 
 
 def test_names_are_the_stem_and_the_kinds_suffix():
@@ -22,3 +23,11 @@ def test_names_are_the_stem_and_the_kinds_suffix():
 def test_an_unknown_kind_lists_the_known_ones():
     with pytest.raises(ConfigError, match="'mesh'.*mask, scores"):
         output_name("t.mrc", "mesh")
+
+
+def test_a_mask_at_another_threshold_is_named_after_the_scores():
+    assert threshold_mask_name("a/tomo_scores.mrc", 1.5) == "tomo_seg_t1.5.mrc"
+    assert threshold_mask_name("tomo.mrc", -0.5) == "tomo_seg_t-0.5.mrc"
+    assert threshold_mask_name("tomo_scores.mrc", 0.0) == "tomo_seg_t0.mrc"
+    with pytest.raises(ConfigError, match="finite"):
+        threshold_mask_name("tomo_scores.mrc", float("inf"))
