@@ -23,6 +23,7 @@ OUTPUT_SUFFIXES: dict[str, str] = {
     "skeleton": "_skeleton.mrc",
     "uncertainty": "_uncertainty.mrc",
     "preview": "_preview.png",
+    "spectrum": "_spectrum.tsv",
 }
 
 

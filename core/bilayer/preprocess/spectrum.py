@@ -1,0 +1,136 @@
+"""Radially averaged amplitude spectra of tomograms, as MemBrain-seg's ``extract_spectrum`` makes them.
+
+MemBrain-seg's rule (``tomo_preprocessing extract_spectrum``): the tomogram scaled to [0, 1], the
+magnitude of its centred Fourier transform, averaged in radial bins. The centre of an axis of n
+voxels is at n/2 of the centred spectrum, the bin of a voxel at distance r from the centre is
+``int(B * r / r_max)`` with ``B = max(shape) / 2`` and ``r_max`` the distance of the corner, and
+bins 1 … int(B) are kept (bin 0, around the zero frequency, is dropped). The TSV file has the
+columns ``freq`` (the bin index from 0) and ``intensity``, so files written here and by
+MemBrain-seg can be used in place of each other.
+
+Bilayer computes the same numbers lighter: the real-to-complex transform in float32 (half the
+spectrum: the other half mirrors it), one z-slab of bins at a time, so the peak memory is the
+tomogram plus its half spectrum, not MemBrain-seg's complex128 copies and full index grids.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.fft
+
+from bilayer.errors import ConfigError, InputFileError
+from bilayer.io import atomic_open
+
+__all__ = ["amplitude_spectrum", "read_spectrum", "write_spectrum"]
+
+_HEADER = ("freq", "intensity")
+_SLAB_VOXELS = 8 * 1024**2  # half-spectrum voxels binned at a time
+
+
+def amplitude_spectrum(data: np.ndarray, *, workers: int = -1) -> np.ndarray:
+    """The radially averaged amplitude spectrum of a (z, y, x) volume by MemBrain-seg's rule.
+
+    Args:
+        data: the tomogram (any real dtype; a memory-mapped file is read once).
+        workers: threads for the Fourier transform (-1: all cores).
+
+    Returns:
+        float64 array of ``int(max(shape) / 2)`` bin means, bin 1 first (NaN for a bin no voxel falls in).
+
+    Raises:
+        InputFileError: a volume that is not 3-D or holds one value everywhere.
+    """
+    if data.ndim != 3 or min(data.shape) < 2:
+        raise InputFileError(f"a spectrum needs a 3-D volume of at least 2 voxels per axis, not {data.shape}")
+    low, high = float(np.min(data)), float(np.max(data))
+    if not high > low:
+        raise InputFileError("the tomogram has the same value everywhere: it has no spectrum")
+    scaled = np.asarray(data, dtype=np.float32) - np.float32(low)
+    scaled *= np.float32(1.0 / (high - low))
+    half = scipy.fft.rfftn(scaled, workers=workers, overwrite_x=True)
+    del scaled
+    return _radial_mean(half, data.shape)
+
+
+def _radial_mean(half: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Bin means of |F| over the full centred spectrum, from its real-to-complex half ``half``."""
+    nz, ny, nx = shape
+    bins = max(shape) / 2
+    r_max = math.sqrt(sum((n / 2) ** 2 for n in shape))
+    count = int(bins) + 1
+    sums, hits = np.zeros(count), np.zeros(count)
+    freq = [_frequencies(n) for n in shape]
+    fx_direct = freq[2][: nx // 2 + 1]  # rfft columns 0 … nx//2 (an even axis' last is -nx/2, centred)
+    mirrored = slice(1, (nx - 1) // 2 + 1)  # columns whose negative partner is a separate voxel
+    per_slab = max(1, _SLAB_VOXELS // (ny * half.shape[2]))
+    for z0 in range(0, nz, per_slab):
+        amplitude = np.abs(half[z0:z0 + per_slab]).astype(np.float64)
+        fz = freq[0][z0:z0 + per_slab]
+        for sign_fz, sign_fy, fx, values in ((fz, freq[1], fx_direct, amplitude),
+                                             (-fz, -freq[1], -fx_direct[mirrored], amplitude[:, :, mirrored])):
+            d = [_offset(_wrap(f, n), n) for f, n in ((sign_fz, nz), (sign_fy, ny), (fx, nx))]
+            r = np.sqrt(d[0][:, None, None] ** 2 + d[1][None, :, None] ** 2 + d[2][None, None, :] ** 2)
+            which = (bins * r / r_max).astype(np.int64).ravel()
+            sums += np.bincount(which, weights=values.ravel(), minlength=count)[:count]
+            hits += np.bincount(which, minlength=count)[:count]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sums / hits)[1:]
+
+
+def _frequencies(n: int) -> np.ndarray:
+    """Signed integer frequencies of an axis of n voxels in FFT order."""
+    return np.fft.fftfreq(n, d=1.0 / n).round().astype(np.int64)
+
+
+def _wrap(f: np.ndarray, n: int) -> np.ndarray:
+    """Frequencies folded into the centred spectrum's range [-n//2, n - n//2 - 1]."""
+    h = n // 2
+    return np.mod(f + h, n) - h
+
+
+def _offset(f: np.ndarray, n: int) -> np.ndarray:
+    """Distance from the centre n/2 of the centred (fftshift-ed) index of frequency ``f``."""
+    return (f + n // 2) - n / 2
+
+
+def write_spectrum(path: str | os.PathLike, spectrum: np.ndarray, *, overwrite: bool = False,
+                   protect: Sequence[str | os.PathLike] = ()) -> Path:
+    """Write ``spectrum`` as MemBrain-seg's TSV (``freq``, ``intensity``), atomically."""
+    lines = ["\t".join(_HEADER)] + [f"{i}\t{float(v)!r}" for i, v in enumerate(np.asarray(spectrum, dtype=float))]
+    with atomic_open(path, overwrite=overwrite, protect=protect) as f:
+        f.write(("\n".join(lines) + "\n").encode())
+    return Path(path)
+
+
+def read_spectrum(path: str | os.PathLike) -> np.ndarray:
+    """The ``intensity`` column of a spectrum TSV (Bilayer's or MemBrain-seg's).
+
+    Raises:
+        InputFileError: a missing or unreadable file, no ``intensity`` column, or values that are not
+            finite numbers.
+    """
+    path = Path(path)
+    try:
+        rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputFileError(f"cannot read the spectrum {path}: {e}; give a TSV from bilayer preprocess spectrum "
+                             "or MemBrain-seg's extract_spectrum") from e
+    if not rows or "intensity" not in rows[0]:
+        raise InputFileError(f"{path} has no 'intensity' column; give a TSV from bilayer preprocess spectrum or "
+                             "MemBrain-seg's extract_spectrum")
+    column = rows[0].index("intensity")
+    try:
+        values = np.array([float(row[column]) for row in rows[1:]])
+    except (ValueError, IndexError) as e:
+        raise InputFileError(f"{path}: a row has no number in its 'intensity' column ({e}); fix or remake the "
+                             "file") from e
+    if values.size == 0 or not np.isfinite(values).all():
+        raise InputFileError(f"{path}: the spectrum is empty or holds NaN/Inf; remake it from a tomogram")
+    if values.size < 2:
+        raise ConfigError(f"{path}: a spectrum needs at least 2 bins")
+    return values
