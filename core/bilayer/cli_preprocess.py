@@ -1,6 +1,7 @@
 """``bilayer preprocess``: the tools MemBrain-seg offers before the network (``tomo_preprocessing``).
 
-So far ``spectrum`` (the radially averaged amplitude spectrum, MemBrain-seg's TSV).
+So far ``spectrum`` (the radially averaged amplitude spectrum, MemBrain-seg's TSV) and
+``match-spectrum`` (a tomogram filtered so its spectrum follows another's).
 """
 
 from __future__ import annotations
@@ -39,3 +40,39 @@ def spectrum(tomogram: Path, out_path: Path | None, voxel_size: float | None, ov
     values = amplitude_spectrum(volume.data)
     write_spectrum(target, values, overwrite=overwrite, protect=[tomogram])
     click.echo(f"{target}  {len(values)} bins")
+
+
+@preprocess.command("match-spectrum")
+@click.argument("tomogram", type=click.Path(path_type=Path))
+@click.option("--target", "target_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The spectrum to match (a TSV from bilayer preprocess spectrum or MemBrain-seg's extract_spectrum).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The filtered tomogram (float32, z-scored). [default: TOMOGRAM's stem + _matched.mrc, beside it]")
+@click.option("--cutoff", type=click.IntRange(min=1), default=None,
+              help="Low-pass: no gain from this bin on (it can only lower the automatic cutoff). [default: automatic]")
+@click.option("--smoothen", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Width in bins of the sigmoid roll-off before the cutoff (0: a sharp cut).")
+@click.option("--almost-zero-cutoff/--no-almost-zero-cutoff", default=True, show_default=True,
+              help="Cut 4 bins before either spectrum nears zero (MemBrain-seg's default).")
+@click.option("--shrink-excessive-value", type=click.FloatRange(min=0, min_open=True), default=50.0,
+              show_default=True, help="Clip gains above this.")
+@click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=VOXEL_SIZE_HELP)
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def match_spectrum(tomogram: Path, target_path: Path, out_path: Path | None, cutoff: int | None, smoothen: float,
+                   almost_zero_cutoff: bool, shrink_excessive_value: float, voxel_size: float | None,
+                   overwrite: bool) -> None:
+    """Filter TOMOGRAM so its amplitude spectrum follows --target (MemBrain-seg's match_spectrum, keeping
+    the real part of the result where MemBrain-seg takes its absolute value)."""
+    from bilayer.io import check_output_path, ensure_output_dir, output_name, read_volume, write_volume
+    from bilayer.preprocess.spectrum import match_spectrum as match, read_spectrum
+
+    target = read_spectrum(target_path)
+    destination = out_path or tomogram.with_name(output_name(tomogram, "matched"))
+    ensure_output_dir(destination.parent)
+    check_output_path(destination, overwrite=overwrite, protect=[tomogram, target_path])
+    volume = read_volume(tomogram, voxel_size=voxel_size)
+    filtered = match(volume.data, target, cutoff=cutoff, smoothen=smoothen, almost_zero_cutoff=almost_zero_cutoff,
+                     shrink_excessive_value=shrink_excessive_value)
+    write_volume(destination, volume.with_data(filtered), overwrite=overwrite, protect=[tomogram, target_path],
+                 labels=[f"bilayer preprocess match-spectrum to {target_path.name}"])
+    click.echo(f"{destination}  {'x'.join(map(str, filtered.shape))}  voxel {volume.voxel_size[0]:g} A")

@@ -33,3 +33,26 @@ def test_spectrum_refuses_what_is_no_tomogram(tmp_path, capsys):
     code, _, err = run(capsys, "preprocess", "spectrum", str(tmp_path / "t.mrc"))
     assert code == 2 and "t.mrc" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mrc"]
+
+
+def test_match_spectrum_writes_the_filtered_tomogram_with_the_inputs_geometry(tmp_path, capsys):
+    from bilayer.io import read_volume
+    from bilayer.preprocess.spectrum import match_spectrum
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(12, 16, 20)).astype(np.float32)
+    tomo = write_volume(tmp_path / "t.mrc", data, voxel_size=14.0, origin=(1.0, 2.0, 3.0))
+    reference = write_volume(tmp_path / "ref.mrc", rng.normal(size=(12, 16, 20)).astype(np.float32), voxel_size=10.0)
+    assert run(capsys, "preprocess", "spectrum", str(reference))[0] == 0
+    target = tmp_path / "ref_spectrum.tsv"
+    code, out, err = run(capsys, "preprocess", "match-spectrum", str(tomo), "--target", str(target), "--smoothen", "0")
+    assert code == 0, err
+    matched = read_volume(tmp_path / "t_matched.mrc")
+    assert matched.voxel_size == (14.0, 14.0, 14.0) and matched.origin == (1.0, 2.0, 3.0)
+    np.testing.assert_allclose(matched.data, match_spectrum(data, read_spectrum(target), smoothen=0), atol=1e-6)
+    for bad, words in ((tmp_path / "t.mrc", "cannot read the spectrum"), (tmp_path / "notes.txt", "no 'intensity'")):
+        if bad.suffix == ".txt":
+            bad.write_text("freq\tamplitude\n0\t1\n")
+        code, _, err = run(capsys, "preprocess", "match-spectrum", str(tomo), "--target", str(bad),
+                           "--out", str(tmp_path / "x.mrc"))
+        assert code == 2 and words in err and str(bad) in err and not (tmp_path / "x.mrc").exists()

@@ -24,6 +24,7 @@ OUTPUT_SUFFIXES: dict[str, str] = {
     "uncertainty": "_uncertainty.mrc",
     "preview": "_preview.png",
     "spectrum": "_spectrum.tsv",
+    "matched": "_matched.mrc",
 }
 
 

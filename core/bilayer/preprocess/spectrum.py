@@ -1,4 +1,5 @@
-"""Radially averaged amplitude spectra of tomograms, as MemBrain-seg's ``extract_spectrum`` makes them.
+"""Radially averaged amplitude spectra of tomograms, as MemBrain-seg's ``extract_spectrum`` makes them,
+and matching a tomogram's spectrum to another's (its ``match_spectrum``).
 
 MemBrain-seg's rule (``tomo_preprocessing extract_spectrum``): the tomogram scaled to [0, 1], the
 magnitude of its centred Fourier transform, averaged in radial bins. The centre of an axis of n
@@ -8,9 +9,19 @@ bins 1 … int(B) are kept (bin 0, around the zero frequency, is dropped). The T
 columns ``freq`` (the bin index from 0) and ``intensity``, so files written here and by
 MemBrain-seg can be used in place of each other.
 
+Matching (DeePiCt's rule as MemBrain-seg applies it): the gain per bin is target / input; above an
+automatic cutoff (4 bins before either spectrum nears zero; ``cutoff`` can only lower it) the gain is
+0, rolled off by a sigmoid ``smoothen`` bins wide; gains above ``shrink_excessive_value`` are clipped.
+The gain of bin k is applied at k voxels from the centre of the spectrum, as MemBrain-seg's kernel
+does (its radii are not the extraction's, which are scaled to the corner; kept so the results
+agree). One deliberate difference: MemBrain-seg returns the *absolute value* of the inverse
+transform, which turns every negative voxel positive and leaves dark membranes bright; Bilayer keeps
+the real part (MemBrain-seg's kernel, slightly asymmetric on even axes, is applied symmetrised, which
+is exactly what the real part of its result holds). Both z-score the result.
+
 Bilayer computes the same numbers lighter: the real-to-complex transform in float32 (half the
-spectrum: the other half mirrors it), one z-slab of bins at a time, so the peak memory is the
-tomogram plus its half spectrum, not MemBrain-seg's complex128 copies and full index grids.
+spectrum: the other half mirrors it), one z-slab of bins or gains at a time, so the peak memory is
+the tomogram plus its half spectrum, not MemBrain-seg's complex128 copies and full index grids.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ import scipy.fft
 from bilayer.errors import ConfigError, InputFileError
 from bilayer.io import atomic_open
 
-__all__ = ["amplitude_spectrum", "read_spectrum", "write_spectrum"]
+__all__ = ["amplitude_spectrum", "equalisation", "match_spectrum", "read_spectrum", "write_spectrum"]
 
 _HEADER = ("freq", "intensity")
 _SLAB_VOXELS = 8 * 1024**2  # half-spectrum voxels binned at a time
@@ -55,6 +66,86 @@ def amplitude_spectrum(data: np.ndarray, *, workers: int = -1) -> np.ndarray:
     half = scipy.fft.rfftn(scaled, workers=workers, overwrite_x=True)
     del scaled
     return _radial_mean(half, data.shape)
+
+
+def equalisation(spectrum: np.ndarray, target: np.ndarray, *, cutoff: int | None = None, smoothen: float = 10.0,
+                 almost_zero_cutoff: bool = True, shrink_excessive_value: float | None = 50.0) -> np.ndarray:
+    """The gain per bin that takes ``spectrum`` to ``target`` (trimmed or edge-padded to its length);
+    see the module docstring. Defaults are MemBrain-seg's."""
+    spectrum = np.asarray(spectrum, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)[: len(spectrum)]
+    target = np.pad(target, (0, len(spectrum) - len(target)), mode="edge")
+    near_zero = [np.flatnonzero(spectrum < 1e-1), np.flatnonzero(target < 1e-4)]
+    automatic = max(min(int(found[0]) if found.size else 99999 for found in near_zero) - 4, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = np.nan_to_num(target / spectrum, nan=0.0, posinf=0.0)
+    if almost_zero_cutoff:
+        cutoff = automatic if not cutoff else min(cutoff, automatic)
+    if cutoff:
+        gain[cutoff:] = 0.0
+        if smoothen:
+            n = len(gain)
+            slope = n / smoothen
+            offset = 2 * slope * ((cutoff - n / 2) / n) - 8
+            gain *= 1.0 / (1.0 + np.exp(np.linspace(-slope, slope, n) - offset))
+    if shrink_excessive_value:
+        gain = np.minimum(gain, shrink_excessive_value)
+    return gain
+
+
+def match_spectrum(data: np.ndarray, target: np.ndarray, *, workers: int = -1, **options: float | bool | None
+                   ) -> np.ndarray:
+    """``data`` (z, y, x) filtered so its amplitude spectrum follows ``target``; float32, z-scored.
+
+    Args:
+        data: the tomogram.
+        target: a spectrum (:func:`amplitude_spectrum`, :func:`read_spectrum`).
+        workers: threads for the Fourier transforms (-1: all cores).
+        options: :func:`equalisation`'s (cutoff, smoothen, almost_zero_cutoff, shrink_excessive_value).
+
+    Raises:
+        InputFileError: see :func:`amplitude_spectrum`.
+    """
+    shape = data.shape
+    if data.ndim != 3 or min(shape) < 2:
+        raise InputFileError(f"spectrum matching needs a 3-D volume of at least 2 voxels per axis, not {shape}")
+    low, high = float(np.min(data)), float(np.max(data))
+    if not high > low:
+        raise InputFileError("the tomogram has the same value everywhere: it has no spectrum to match")
+    scaled = np.asarray(data, dtype=np.float32) - np.float32(low)
+    scaled *= np.float32(1.0 / (high - low))
+    half = scipy.fft.rfftn(scaled, workers=workers, overwrite_x=True)
+    del scaled
+    gain = equalisation(_radial_mean(half, shape), target, **options)  # type: ignore[arg-type]
+    _apply_gain(half, shape, gain)
+    out = scipy.fft.irfftn(half, s=shape, workers=workers, overwrite_x=True).astype(np.float32, copy=False)
+    del half
+    out -= np.float32(out.mean(dtype=np.float64))
+    out /= np.float32(out.std(dtype=np.float64) or 1.0)
+    return out
+
+
+def _apply_gain(half: np.ndarray, shape: Sequence[int], gain: np.ndarray) -> None:
+    """Multiply the half spectrum in place by MemBrain-seg's radial kernel of ``gain``, symmetrised."""
+    nz, ny, nx = shape
+    freq = [_frequencies(n) for n in shape]
+    fx = freq[2][: nx // 2 + 1]
+    bins = np.arange(len(gain))
+    per_slab = max(1, _SLAB_VOXELS // (ny * half.shape[2]))
+    for z0 in range(0, nz, per_slab):
+        fz = freq[0][z0:z0 + per_slab]
+        kernel = np.zeros((len(fz), ny, len(fx)))
+        for sign in (1, -1):
+            d = [_kernel_distance(_wrap(sign * f, n), n) for f, n in ((fz, nz), (freq[1], ny), (fx, nx))]
+            r = np.sqrt(d[0][:, None, None] ** 2 + d[1][None, :, None] ** 2 + d[2][None, None, :] ** 2)
+            kernel += 0.5 * np.interp(r, bins, gain, right=0.0)
+        half[z0:z0 + per_slab] *= kernel.astype(np.float32)
+
+
+def _kernel_distance(f: np.ndarray, n: int) -> np.ndarray:
+    """MemBrain-seg's kernel radius along an axis: |f|, but |f| - 1 for negative frequencies of an
+    even axis (its kernel mirrors the non-negative half including the centre voxel)."""
+    return np.where((n % 2 == 0) & (f < 0), -f - 1, np.abs(f)).astype(np.float64)
 
 
 def _radial_mean(half: np.ndarray, shape: Sequence[int]) -> np.ndarray:
