@@ -1,6 +1,22 @@
-"""Preparing a tomogram for the network: intensity normalisation and voxel-size matching."""
+"""Preparing a tomogram for the network: intensity normalisation, voxel-size matching, amplitude spectra.
 
-from bilayer.preprocess.normalise import IntensityScaling, standardisation
-from bilayer.preprocess.pixel_size import fourier_resample, rescaled_window_size, with_rescaling
+Names load on first use, so the spectrum tools (numpy and scipy) do not load torch.
+"""
 
-__all__ = ["IntensityScaling", "fourier_resample", "rescaled_window_size", "standardisation", "with_rescaling"]
+from __future__ import annotations
+
+from bilayer._lazy import lazy_names
+
+_HOMES = {
+    "IntensityScaling": "normalise",
+    "standardisation": "normalise",
+    "fourier_resample": "pixel_size",
+    "rescaled_window_size": "pixel_size",
+    "with_rescaling": "pixel_size",
+    "amplitude_spectrum": "spectrum",
+    "match_spectrum": "spectrum",
+    "read_spectrum": "spectrum",
+    "write_spectrum": "spectrum",
+}
+
+__getattr__, __all__ = lazy_names(__name__, _HOMES)

@@ -40,7 +40,7 @@ from bilayer.io import atomic_open
 __all__ = ["amplitude_spectrum", "equalisation", "match_spectrum", "read_spectrum", "write_spectrum"]
 
 _HEADER = ("freq", "intensity")
-_SLAB_VOXELS = 8 * 1024**2  # half-spectrum voxels binned at a time
+_SLAB_VOXELS = 1024**2  # half-spectrum voxels binned (or weighted) at a time
 
 
 def amplitude_spectrum(data: np.ndarray, *, workers: int = -1) -> np.ndarray:
