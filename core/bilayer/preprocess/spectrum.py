@@ -56,6 +56,11 @@ def amplitude_spectrum(data: np.ndarray, *, workers: int = -1) -> np.ndarray:
     Raises:
         InputFileError: a volume that is not 3-D or holds one value everywhere.
     """
+    return _radial_mean(_half_spectrum(data, workers), data.shape)
+
+
+def _half_spectrum(data: np.ndarray, workers: int) -> np.ndarray:
+    """The real-to-complex Fourier transform of ``data`` scaled to [0, 1] (MemBrain-seg's scaling)."""
     if data.ndim != 3 or min(data.shape) < 2:
         raise InputFileError(f"a spectrum needs a 3-D volume of at least 2 voxels per axis, not {data.shape}")
     low, high = float(np.min(data)), float(np.max(data))
@@ -63,9 +68,7 @@ def amplitude_spectrum(data: np.ndarray, *, workers: int = -1) -> np.ndarray:
         raise InputFileError("the tomogram has the same value everywhere: it has no spectrum")
     scaled = np.asarray(data, dtype=np.float32) - np.float32(low)
     scaled *= np.float32(1.0 / (high - low))
-    half = scipy.fft.rfftn(scaled, workers=workers, overwrite_x=True)
-    del scaled
-    return _radial_mean(half, data.shape)
+    return scipy.fft.rfftn(scaled, workers=workers, overwrite_x=True)
 
 
 def equalisation(spectrum: np.ndarray, target: np.ndarray, *, cutoff: int | None = None, smoothen: float = 10.0,
@@ -107,15 +110,7 @@ def match_spectrum(data: np.ndarray, target: np.ndarray, *, workers: int = -1, *
         InputFileError: see :func:`amplitude_spectrum`.
     """
     shape = data.shape
-    if data.ndim != 3 or min(shape) < 2:
-        raise InputFileError(f"spectrum matching needs a 3-D volume of at least 2 voxels per axis, not {shape}")
-    low, high = float(np.min(data)), float(np.max(data))
-    if not high > low:
-        raise InputFileError("the tomogram has the same value everywhere: it has no spectrum to match")
-    scaled = np.asarray(data, dtype=np.float32) - np.float32(low)
-    scaled *= np.float32(1.0 / (high - low))
-    half = scipy.fft.rfftn(scaled, workers=workers, overwrite_x=True)
-    del scaled
+    half = _half_spectrum(data, workers)
     gain = equalisation(_radial_mean(half, shape), target, **options)  # type: ignore[arg-type]
     _apply_gain(half, shape, gain)
     out = scipy.fft.irfftn(half, s=shape, workers=workers, overwrite_x=True).astype(np.float32, copy=False)
