@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from bilayer.errors import BilayerError, ConfigError
+from bilayer.errors import ConfigError
 from bilayer.io import Volume, read_volume
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def segment(
             cannot fit the memory, as one-line messages, before any work.
     """
     from bilayer.infer import Predictor, segment_options, segment_volume
-    from bilayer.infer.preflight import available_memory, check_voxel_size, memory_estimate
+    from bilayer.infer.preflight import available_memory, check_memory, check_voxel_size
     from bilayer.model import LoadedModel
 
     chosen = segment_options(settings, device=device, **options)
@@ -76,9 +76,5 @@ def segment(
         predictor = Predictor.from_checkpoint(model or chosen.model, chosen.inference, chosen.device)
     check_voxel_size(volume, predictor, given=given is not None or isinstance(tomogram, np.ndarray))
     windows = predictor.window_plan(volume.shape, volume.isotropic_voxel_size)
-    need, memory = memory_estimate(volume.shape, windows, predictor, scores_in_memory=True), available_memory()
-    if memory is not None and need > memory:
-        raise BilayerError(f"{volume.path or 'the tomogram'}: segmenting it in memory needs about "
-                           f"{need / 1024**3:.1f} GB, {memory / 1024**3:.1f} GB is available; use a smaller window or "
-                           "batch, turn off TTA, check the voxel size, or write to files (bilayer segment)")
+    check_memory(volume, windows, predictor, available_memory(), scores_in_memory=True)
     return segment_volume(volume, predictor, outputs=wanted)

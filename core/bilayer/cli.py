@@ -52,7 +52,7 @@ class _Group(click.Group):
             except BilayerError as e:
                 if debug:
                     raise
-                echo_error(e)  # type: ignore[arg-type]
+                echo_error(e)
                 return EXIT_USAGE
         return result if isinstance(result, int) else 0
 

@@ -19,9 +19,9 @@ def one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-def echo_error(message: str) -> None:
+def echo_error(error: str | BaseException) -> None:
     """``bilayer: error: <message>`` on stderr; a pre-flight error gives one such line per problem."""
-    for line in getattr(message, "problems", None) or [message]:
+    for line in getattr(error, "problems", None) or [error]:
         click.echo(f"bilayer: error: {one_line(str(line))}", err=True)
 
 

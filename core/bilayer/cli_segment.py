@@ -101,7 +101,7 @@ def segment_command(tomograms: tuple[Path, ...], out_dir: Path, settings_file: P
                                       progress=lambda plan: _window_progress(plan.source.name)):
         if isinstance(result, Exception):
             failed += 1
-            echo_error(str(result))
+            echo_error(result)
         else:
             click.echo(result.summary())
     return EXIT_USAGE if failed else 0
@@ -131,8 +131,7 @@ def components(masks: tuple[Path, ...], out_dir: Path | None, min_size: int, vox
 
     for path, volume, target in _each_mask(masks, out_dir, "components", overwrite, voxel_size):
         found = connected_components(np.asarray(volume.data) > 0, min_size=min_size)
-        dtype = np.float32 if found.count > np.iinfo(np.uint16).max else None
-        write_volume(target, volume.with_data(found.labels), dtype=dtype, overwrite=overwrite, protect=[path])
+        write_volume(target, volume.with_data(found.labels), dtype=found.mrc_dtype, overwrite=overwrite, protect=[path])
         click.echo(f"{target}  {found.count} components")
 
 
@@ -170,19 +169,19 @@ def threshold_command(scores: tuple[Path, ...], thresholds: tuple[float, ...], o
     """
     from bilayer.errors import OutputError
     from bilayer.io import ensure_output_dir
-    from bilayer.postprocess.threshold import plan_thresholds, threshold_scores
+    from bilayer.postprocess.threshold import plan_thresholds, write_thresholds
 
     folder = ensure_output_dir(out_dir) if out_dir is not None else None
-    claimed: dict[Path, Path] = {}
+    plans, claimed = [], {}
     for path in scores:  # all checked first: a refusal leaves nothing
-        _, paths = plan_thresholds(path, thresholds, folder, voxel_size=voxel_size, overwrite=overwrite,
-                                   protect=scores)
-        for target in paths.values():
+        plan = plan_thresholds(path, thresholds, folder, voxel_size=voxel_size, overwrite=overwrite, protect=scores)
+        for target in plan.paths.values():
             if claimed.setdefault(target, path) != path:
                 raise OutputError(f"{claimed[target]} and {path} would both write {target}; rename one, or give "
                                   "separate output folders (--out)")
-    for path in scores:
-        click.echo(threshold_scores(path, thresholds, folder, voxel_size=voxel_size, overwrite=overwrite).summary())
+        plans.append(plan)
+    for plan in plans:
+        click.echo(write_thresholds(plan, overwrite=overwrite).summary())
 
 
 def _each_mask(masks: Sequence[Path], out_dir: Path | None, kind: str, overwrite: bool,

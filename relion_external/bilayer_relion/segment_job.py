@@ -159,12 +159,9 @@ def _segment(todo: list[_Item], options: SegmentOptions, job: Job) -> None:
     print(f"model {predictor.source} ({predictor.info.voxel_size:g} Å) on {predictor.device}, {dtype}")
     for item in todo:
         item.folder.mkdir(parents=True, exist_ok=True)
-    voxel_sizes = {tomo.voxel_size for tomo in (item.tomogram for item in todo)}
-    plans = []
-    for voxel_size in voxel_sizes:  # the STAR file's voxel size per tomogram, else the header's
-        group = [item for item in todo if item.tomogram.voxel_size == voxel_size]
-        plans += plan_segmentation([item.tomogram.path for item in group], [item.folder for item in group],
-                                   predictor, options.outputs, voxel_size=voxel_size, overwrite=True)
+    plans = plan_segmentation([item.tomogram.path for item in todo], [item.folder for item in todo], predictor,
+                              options.outputs, overwrite=True,
+                              voxel_size=[item.tomogram.voxel_size for item in todo])  # the STAR's, else the header's
     names = {item.tomogram.path: item.tomogram.ts_id for item in todo}
     started: list[Path] = []
 

@@ -121,3 +121,14 @@ def test_bad_input_raises(mask: np.ndarray, min_size, match: str) -> None:
         connected_components(mask, min_size)
     with pytest.raises(BilayerError, match=match):
         remove_small_components(mask, min_size)
+
+
+def test_labels_beyond_uint16_are_stored_as_float32_in_mrc_files():
+    from bilayer.postprocess import connected_components
+
+    few = connected_components(np.ones((4, 4, 4), bool))
+    assert few.mrc_dtype is None
+    isolated = np.zeros((84, 84, 84), bool)
+    isolated[::2, ::2, ::2] = True  # 42³ = 74,088 single voxels, none touching (26-connectivity)
+    many = connected_components(isolated)
+    assert many.count == 42**3 and many.mrc_dtype is np.float32

@@ -126,3 +126,12 @@ def test_the_disk_check_counts_every_output(tmp_path, predictor, monkeypatch):
                           OutputOptions(scores=True, components=True, skeleton=True))
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * need, 0, need + 10**9))
     plan_segmentation([source], tmp_path, predictor, OutputOptions(scores=True, components=True, skeleton=True))
+
+
+def test_a_voxel_size_per_tomogram_replaces_only_that_header(tmp_path, predictor):
+    unset = _tomo(tmp_path, "unset.mrc", voxel_size=1.0)
+    fine = _tomo(tmp_path, "fine.mrc", voxel_size=14.0)
+    plans = plan_segmentation([unset, fine], tmp_path, predictor, OutputOptions(), voxel_size=[10.0, None])
+    assert [p.volume.isotropic_voxel_size for p in plans] == [10.0, 14.0]
+    with pytest.raises(PreflightError, match="unset.mrc: header voxel size 1 Å"):
+        plan_segmentation([unset, fine], tmp_path, predictor, OutputOptions(), voxel_size=[None, 10.0])

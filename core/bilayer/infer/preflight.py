@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from bilayer.infer.predictor import Predictor, WindowPlan
 
 __all__ = ["PLAUSIBLE_VOXEL_SIZE", "MAX_UPSAMPLING", "PreflightError", "TomogramPlan", "available_memory",
-           "check_voxel_size", "memory_estimate", "output_bytes", "plan_segmentation"]
+           "check_memory", "check_voxel_size", "memory_estimate", "output_bytes", "plan_segmentation"]
 
 #: Voxel sizes (Å) that tomograms have: a header outside this range is taken as wrong (1 Å is what
 #: many tools write when the size is unset) unless the size is given explicitly.
@@ -114,6 +114,22 @@ def memory_estimate(shape: Sequence[int], windows: WindowPlan, predictor: Predic
     return _PROCESS_BYTES + predictor.weight_bytes + held + network + slabs + scores
 
 
+def check_memory(volume: Volume, windows: WindowPlan, predictor: Predictor, memory: int | None, *,
+                 scores_in_memory: bool = False) -> int:
+    """The :func:`memory_estimate` for ``volume``, refused when over ``memory`` bytes (``None``: unknown).
+
+    Raises:
+        BilayerError: the run cannot fit; the message names the tomogram and the fixes.
+    """
+    need = memory_estimate(volume.shape, windows, predictor, scores_in_memory=scores_in_memory)
+    if memory is not None and need > memory:
+        how = "in memory " if scores_in_memory else ""
+        raise BilayerError(f"{volume.path or 'the tomogram'}: segmenting it {how}needs about {_gb(need)} of memory "
+                           f"(windows of {windows.roi}³ voxels), {_gb(memory)} is available; give a smaller --window or "
+                           "--batch-size, turn off --tta, check the voxel size, or use a machine with more memory")
+    return need
+
+
 def output_bytes(shape: Sequence[int], kinds: Sequence[str]) -> int:
     """Bytes the outputs ``kinds`` of a tomogram of ``shape`` take on disk (headers included)."""
     voxels = math.prod(shape)
@@ -142,8 +158,9 @@ def available_memory() -> int | None:
 
 
 def plan_segmentation(sources: Sequence[str | os.PathLike], out_dirs: str | os.PathLike | Sequence[str | os.PathLike],
-                      predictor: Predictor, outputs: OutputOptions, *, voxel_size: float | None = None,
-                      overwrite: bool = False, memory: int | None = -1) -> list[TomogramPlan]:
+                      predictor: Predictor, outputs: OutputOptions, *,
+                      voxel_size: float | None | Sequence[float | None] = None, overwrite: bool = False,
+                      memory: int | None = -1) -> list[TomogramPlan]:
     """Check every input and output of a run before any work; see the module docstring.
 
     Args:
@@ -151,7 +168,8 @@ def plan_segmentation(sources: Sequence[str | os.PathLike], out_dirs: str | os.P
         out_dirs: the output folder, or one per source (they must exist).
         predictor: the loaded model and its inference options.
         outputs: which outputs to write.
-        voxel_size: Å for every tomogram, replacing the headers' (and their plausibility check).
+        voxel_size: Å for every tomogram, or one per source (``None``: that header's), replacing the
+            headers' (and their plausibility check).
         overwrite: replace existing outputs.
         memory: bytes of memory to plan for; -1: :func:`available_memory`; ``None``: no check.
 
@@ -160,12 +178,13 @@ def plan_segmentation(sources: Sequence[str | os.PathLike], out_dirs: str | os.P
     """
     folders = [Path(out_dirs)] * len(sources) if isinstance(out_dirs, (str, os.PathLike)) else \
         [Path(d) for d in out_dirs]
+    sizes = list(voxel_size) if isinstance(voxel_size, Sequence) else [voxel_size] * len(sources)
     memory = available_memory() if memory == -1 else memory
     problems: list[str] = []
     plans: list[TomogramPlan] = []
     seen_inputs: dict[Path, Path] = {}
     claimed: dict[Path, Path] = {}
-    for source, folder in zip(sources, folders):
+    for source, folder, size in zip(sources, folders, sizes):
         source = Path(source)
         key = _identity(source)
         if key in seen_inputs:
@@ -174,7 +193,7 @@ def plan_segmentation(sources: Sequence[str | os.PathLike], out_dirs: str | os.P
             continue
         seen_inputs[key] = source
         try:
-            plan = _plan_one(source, folder, predictor, outputs, voxel_size, overwrite, sources, memory)
+            plan = _plan_one(source, folder, predictor, outputs, size, overwrite, sources, memory)
         except BilayerError as e:
             problems.append(" ".join(str(e).split()))
             continue
@@ -201,11 +220,7 @@ def _plan_one(source: Path, folder: Path, predictor: Predictor, outputs: OutputO
     for path in paths.values():
         check_output_path(path, overwrite=overwrite, protect=inputs)
     windows = predictor.window_plan(volume.shape, volume.isotropic_voxel_size)
-    need = memory_estimate(volume.shape, windows, predictor)
-    if memory is not None and need > memory:
-        raise BilayerError(f"{source}: segmenting it needs about {_gb(need)} of memory (windows of {windows.roi}³ "
-                           f"voxels), {_gb(memory)} is available; give a smaller --window or --batch-size, turn off "
-                           "--tta, check the voxel size, or use a machine with more memory")
+    need = check_memory(volume, windows, predictor, memory)
     return TomogramPlan(volume, paths, windows, need, output_bytes(volume.shape, outputs.kinds))
 
 

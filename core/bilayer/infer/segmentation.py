@@ -74,7 +74,8 @@ def segment_volume(tomogram: Volume, predictor: Predictor, *, outputs: OutputOpt
     return Segmentation(
         mask=tomogram.with_data(mask),
         scores=tomogram.with_data(scores) if outputs.scores else None,
-        components=tomogram.with_data(_components(mask, outputs.min_size)[0]) if outputs.components else None,
+        components=tomogram.with_data(connected_components(mask, min_size=outputs.min_size).labels)
+        if outputs.components else None,
         skeleton=tomogram.with_data(skeletonize(mask).astype(np.int8)) if outputs.skeleton else None,
     )
 
@@ -151,9 +152,9 @@ def _post_process(paths: dict[str, Path], volume: Volume, outputs: OutputOptions
     common = dict(voxel_size=volume.voxel_size, origin=volume.origin, overwrite=overwrite,
                   protect=[volume.path], labels=label, group=group)
     if outputs.components:
-        labels, count = _components(np.asarray(mask), outputs.min_size)
-        dtype = np.float32 if count > np.iinfo(np.uint16).max else None  # float32 holds integers to 2**24
-        write_volume(paths["components"], labels, dtype=dtype, **common)
+        found = connected_components(np.asarray(mask), min_size=outputs.min_size)
+        count = found.count
+        write_volume(paths["components"], found.labels, dtype=found.mrc_dtype, **common)
     if outputs.skeleton:
         write_volume(paths["skeleton"], skeletonize(np.asarray(mask)).astype(np.int8), **common)
     if outputs.preview:
@@ -163,11 +164,6 @@ def _post_process(paths: dict[str, Path], volume: Volume, outputs: OutputOptions
         write_preview(paths["preview"], volume, np.asarray(mask), title=title,
                       overwrite=overwrite, protect=[volume.path], group=group)
     return count
-
-
-def _components(mask: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
-    found = connected_components(mask, min_size=min_size)
-    return found.labels, found.count
 
 
 def _optional_writer(path: Path | None, shape: tuple[int, int, int], label: list[str],

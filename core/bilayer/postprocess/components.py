@@ -47,6 +47,12 @@ class Components(NamedTuple):
         """Number of components N."""
         return int(self.sizes.shape[0])
 
+    @property
+    def mrc_dtype(self) -> type | None:
+        """The MRC dtype to store the labels in: float32 (exact to 2**24) beyond uint16's 65535
+        components, which MRC integer modes cannot hold; ``None``: the writer's own choice."""
+        return np.float32 if self.count > np.iinfo(np.uint16).max else None
+
 
 def connected_components(mask: np.ndarray, min_size: int = 0) -> Components:
     """Label the 26-connected components of a mask, largest first.

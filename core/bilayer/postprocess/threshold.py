@@ -23,9 +23,18 @@ from bilayer.errors import ConfigError
 from bilayer.io import Volume, check_output_path, open_volume_writer, output_group, read_volume
 from bilayer.io.naming import threshold_mask_name
 
-__all__ = ["ThresholdedMasks", "plan_thresholds", "threshold_scores"]
+__all__ = ["ThresholdPlan", "ThresholdedMasks", "plan_thresholds", "threshold_scores", "write_thresholds"]
 
 _SLAB_BYTES = 64 * 1024**2  # scores read per slab
+
+
+@dataclass(frozen=True)
+class ThresholdPlan:
+    """A checked scores file (opened memory-mapped) and the mask each threshold gets."""
+
+    scores: Path
+    volume: Volume
+    paths: dict[float, Path]
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ class ThresholdedMasks:
 
 def plan_thresholds(scores: str | os.PathLike, thresholds: Sequence[float], out_dir: str | os.PathLike | None = None,
                     *, voxel_size: float | None = None, overwrite: bool = False,
-                    protect: Sequence[str | os.PathLike] = ()) -> tuple[Volume, dict[float, Path]]:
+                    protect: Sequence[str | os.PathLike] = ()) -> ThresholdPlan:
     """Open and check ``scores`` and name its masks (in ``out_dir``, else beside it), before any work.
 
     Raises:
@@ -66,7 +75,7 @@ def plan_thresholds(scores: str | os.PathLike, thresholds: Sequence[float], out_
             raise ConfigError(f"thresholds {[k for k, p in paths.items() if p == path][0]!r} and {t!r} both name "
                               f"{path.name}; give thresholds that differ in their first 6 digits")
         paths[t] = check_output_path(path, overwrite=overwrite, protect=[scores, *protect])
-    return volume, paths
+    return ThresholdPlan(Path(scores), volume, paths)
 
 
 def threshold_scores(scores: str | os.PathLike, thresholds: Sequence[float], out_dir: str | os.PathLike | None = None,
@@ -83,15 +92,21 @@ def threshold_scores(scores: str | os.PathLike, thresholds: Sequence[float], out
     Raises:
         BilayerError: see :func:`plan_thresholds`; or the disk fills (nothing is left then).
     """
-    volume, paths = plan_thresholds(scores, thresholds, out_dir, voxel_size=voxel_size, overwrite=overwrite)
+    return write_thresholds(plan_thresholds(scores, thresholds, out_dir, voxel_size=voxel_size, overwrite=overwrite),
+                            overwrite=overwrite)
+
+
+def write_thresholds(plan: ThresholdPlan, *, overwrite: bool = False) -> ThresholdedMasks:
+    """Write the masks of a checked :class:`ThresholdPlan`, slab by slab; all appear together or none."""
+    volume, paths = plan.volume, plan.paths
     depth, y, x = volume.shape
     per_slab = max(1, _SLAB_BYTES // (4 * y * x))
     counts = dict.fromkeys(paths, 0)
-    label = [f"bilayer threshold {Path(scores).name}"]
+    label = f"bilayer threshold {plan.scores.name}"
     with output_group() as group, contextlib.ExitStack() as stack:
         writers = {t: stack.enter_context(open_volume_writer(
-            path, volume.shape, np.int8, volume.voxel_size, volume.origin, overwrite=overwrite, protect=[scores],
-            labels=[f"{label[0]} > {t:g}"], group=group)) for t, path in paths.items()}
+            path, volume.shape, np.int8, volume.voxel_size, volume.origin, overwrite=overwrite, protect=[plan.scores],
+            labels=[f"{label} > {t:g}"], group=group)) for t, path in paths.items()}
         for z in range(0, depth, per_slab):
             slab = np.asarray(volume.data[z:z + per_slab], dtype=np.float32)
             for t, writer in writers.items():
@@ -99,4 +114,4 @@ def threshold_scores(scores: str | os.PathLike, thresholds: Sequence[float], out
                 counts[t] += int(np.count_nonzero(mask))
                 writer.write(z, mask.astype(np.int8))
     total = math.prod(volume.shape)
-    return ThresholdedMasks(Path(scores), paths, {t: counts[t] / total for t in paths})
+    return ThresholdedMasks(plan.scores, paths, {t: counts[t] / total for t in paths})
