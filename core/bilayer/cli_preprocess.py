@@ -30,16 +30,10 @@ def preprocess() -> None:
 def spectrum(tomogram: Path, out_path: Path | None, voxel_size: float | None, overwrite: bool) -> None:
     """The radially averaged amplitude spectrum of TOMOGRAM, for matching others to it
     (MemBrain-seg's extract_spectrum; its files and these are interchangeable)."""
-    from bilayer.io import check_output_path, ensure_output_dir, output_name, read_volume
-    from bilayer.preprocess.spectrum import amplitude_spectrum, write_spectrum
+    from bilayer.preprocess.spectrum import read_spectrum, spectrum_file
 
-    target = out_path or tomogram.with_name(output_name(tomogram, "spectrum"))
-    ensure_output_dir(target.parent)
-    check_output_path(target, overwrite=overwrite, protect=[tomogram])
-    volume = read_volume(tomogram, voxel_size=voxel_size)
-    values = amplitude_spectrum(volume.data)
-    write_spectrum(target, values, overwrite=overwrite, protect=[tomogram])
-    click.echo(f"{target}  {len(values)} bins")
+    target = spectrum_file(tomogram, out_path, voxel_size=voxel_size, overwrite=overwrite)
+    click.echo(f"{target}  {len(read_spectrum(target))} bins")
 
 
 @preprocess.command("match-spectrum")
@@ -63,16 +57,18 @@ def match_spectrum(tomogram: Path, target_path: Path, out_path: Path | None, cut
                    overwrite: bool) -> None:
     """Filter TOMOGRAM so its amplitude spectrum follows --target (MemBrain-seg's match_spectrum, keeping
     the real part of the result where MemBrain-seg takes its absolute value)."""
-    from bilayer.io import check_output_path, ensure_output_dir, output_name, read_volume, write_volume
-    from bilayer.preprocess.spectrum import match_spectrum as match, read_spectrum
+    from bilayer.preprocess.spectrum import SpectrumMatching, match_spectrum_file
 
-    target = read_spectrum(target_path)
-    destination = out_path or tomogram.with_name(output_name(tomogram, "matched"))
-    ensure_output_dir(destination.parent)
-    check_output_path(destination, overwrite=overwrite, protect=[tomogram, target_path])
-    volume = read_volume(tomogram, voxel_size=voxel_size)
-    filtered = match(volume.data, target, cutoff=cutoff, smoothen=smoothen, almost_zero_cutoff=almost_zero_cutoff,
-                     shrink_excessive_value=shrink_excessive_value)
-    write_volume(destination, volume.with_data(filtered), overwrite=overwrite, protect=[tomogram, target_path],
-                 labels=[f"bilayer preprocess match-spectrum to {target_path.name}"])
-    click.echo(f"{destination}  {'x'.join(map(str, filtered.shape))}  voxel {volume.voxel_size[0]:g} A")
+    options = SpectrumMatching(cutoff=cutoff, smoothen=smoothen, almost_zero_cutoff=almost_zero_cutoff,
+                               shrink_excessive_value=shrink_excessive_value)
+    destination = match_spectrum_file(tomogram, target_path, out_path, options=options, voxel_size=voxel_size,
+                                      overwrite=overwrite)
+    echo_volume(destination)
+
+
+def echo_volume(path: Path) -> None:
+    """One line for a volume written: its path, (z, y, x) shape and voxel size (from its header)."""
+    from bilayer.io import read_volume
+
+    volume = read_volume(path, check_finite=False)
+    click.echo(f"{path}  {'x'.join(map(str, volume.shape))}  voxel {volume.voxel_size[0]:g} A")

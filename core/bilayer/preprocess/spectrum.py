@@ -28,19 +28,58 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.fft
 
+from bilayer import checks
 from bilayer.errors import ConfigError, InputFileError
-from bilayer.io import atomic_open
+from bilayer.io import atomic_open, check_output_path, ensure_output_dir, output_name, read_volume, write_volume
+from bilayer.settings import plain_values
 
-__all__ = ["amplitude_spectrum", "equalisation", "match_spectrum", "read_spectrum", "write_spectrum"]
+__all__ = ["SpectrumMatching", "amplitude_spectrum", "equalisation", "match_spectrum", "match_spectrum_file",
+           "read_spectrum", "spectrum_file", "write_spectrum"]
 
 _HEADER = ("freq", "intensity")
 _SLAB_VOXELS = 1024**2  # half-spectrum voxels binned (or weighted) at a time
+
+
+@dataclass(frozen=True)
+class SpectrumMatching:
+    """How a spectrum is matched (:func:`equalisation`); MemBrain-seg's defaults.
+
+    Attributes:
+        cutoff: no gain from this bin on; it can only lower the automatic cutoff (``None``: automatic).
+        smoothen: width in bins of the sigmoid roll-off before the cutoff (0: a sharp cut).
+        almost_zero_cutoff: cut 4 bins before either spectrum nears zero.
+        shrink_excessive_value: gains above this are clipped.
+    """
+
+    cutoff: int | None = None
+    smoothen: float = 10.0
+    almost_zero_cutoff: bool = True
+    shrink_excessive_value: float = 50.0
+
+    def __post_init__(self) -> None:
+        if self.cutoff is not None:
+            object.__setattr__(self, "cutoff", checks.number("cutoff", self.cutoff, 1, integer=True))
+        object.__setattr__(self, "smoothen", checks.number("smoothen", self.smoothen, 0.0))
+        object.__setattr__(self, "almost_zero_cutoff", checks.flag("almost_zero_cutoff", self.almost_zero_cutoff))
+        object.__setattr__(self, "shrink_excessive_value",
+                           checks.number("shrink_excessive_value", self.shrink_excessive_value, 0.0, open_low=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        return plain_values(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SpectrumMatching:
+        """The options from :meth:`to_dict`'s output or a user's mapping; missing keys take defaults."""
+        return cls(**checks.known_keys(cls, data, "spectrum-matching option"))
 
 
 def amplitude_spectrum(data: np.ndarray, *, workers: int = -1) -> np.ndarray:
@@ -182,6 +221,36 @@ def _wrap(f: np.ndarray, n: int) -> np.ndarray:
 def _offset(f: np.ndarray, n: int) -> np.ndarray:
     """Distance from the centre n/2 of the centred (fftshift-ed) index of frequency ``f``."""
     return (f + n // 2) - n / 2
+
+
+def spectrum_file(source: str | os.PathLike, destination: str | os.PathLike | None = None, *,
+                  voxel_size: float | None = None, overwrite: bool = False) -> Path:
+    """Write the amplitude spectrum of the tomogram ``source`` as a TSV (default: its
+    ``<stem>_spectrum.tsv`` beside it); returns the path written."""
+    source = Path(source)
+    target = Path(destination) if destination is not None else source.with_name(output_name(source, "spectrum"))
+    ensure_output_dir(target.parent)
+    check_output_path(target, overwrite=overwrite, protect=[source])
+    volume = read_volume(source, voxel_size=voxel_size)
+    return write_spectrum(target, amplitude_spectrum(volume.data), overwrite=overwrite, protect=[source])
+
+
+def match_spectrum_file(source: str | os.PathLike, target_spectrum: str | os.PathLike,
+                        destination: str | os.PathLike | None = None, *,
+                        options: SpectrumMatching = SpectrumMatching(), voxel_size: float | None = None,
+                        overwrite: bool = False) -> Path:
+    """Filter the tomogram ``source`` so its spectrum follows the TSV ``target_spectrum``; write it
+    (float32, z-scored, the input's voxel size and origin; default ``<stem>_matched.mrc`` beside it)."""
+    source, target_spectrum = Path(source), Path(target_spectrum)
+    destination = Path(destination) if destination is not None else source.with_name(output_name(source, "matched"))
+    protect = [source, target_spectrum]
+    target = read_spectrum(target_spectrum)
+    ensure_output_dir(destination.parent)
+    check_output_path(destination, overwrite=overwrite, protect=protect)
+    volume = read_volume(source, voxel_size=voxel_size)
+    filtered = match_spectrum(volume.data, target, **options.to_dict())
+    return write_volume(destination, volume.with_data(filtered), overwrite=overwrite, protect=protect,
+                        labels=[f"bilayer preprocess match-spectrum to {target_spectrum.name}"])
 
 
 def write_spectrum(path: str | os.PathLike, spectrum: np.ndarray, *, overwrite: bool = False,
