@@ -61,3 +61,16 @@ def test_with_data_keeps_the_geometry_and_forgets_the_file():
     assert derived.voxel_size == volume.voxel_size and derived.origin == volume.origin
     with pytest.raises(ConfigError, match=r"shape \(2, 3\), the volume has \(2, 3, 4\)"):
         volume.with_data(np.zeros((2, 3)))
+
+
+def test_a_header_voxel_size_outside_what_tomograms_have_is_refused_unless_given():
+    from bilayer.io import PLAUSIBLE_VOXEL_SIZE, check_plausible_voxel_size
+
+    low, high = PLAUSIBLE_VOXEL_SIZE
+    for size in (low, 10.0, high):
+        check_plausible_voxel_size(Volume(np.zeros((2, 2, 2), np.float32), size, path=Path("t.mrc")), given=False)
+    for size in (1.0, low * 0.99, high * 1.01):
+        volume = Volume(np.zeros((2, 2, 2), np.float32), size, path=Path("t.mrc"))
+        with pytest.raises(VoxelSizeError, match=r"t\.mrc: header voxel size .* --voxel-size"):
+            check_plausible_voxel_size(volume, given=False)
+        check_plausible_voxel_size(volume, given=True)

@@ -23,16 +23,14 @@ from bilayer.errors import BilayerError, BilayerWarning
 from bilayer.infer.blend import slab_buffer_bytes
 from bilayer.infer.config import OutputOptions
 from bilayer.io import Volume, check_output_path, output_paths, read_volume
+from bilayer.io.volume import PLAUSIBLE_VOXEL_SIZE, check_plausible_voxel_size
 
 if TYPE_CHECKING:
     from bilayer.infer.predictor import Predictor, WindowPlan
 
-__all__ = ["PLAUSIBLE_VOXEL_SIZE", "MAX_UPSAMPLING", "PreflightError", "TomogramPlan", "available_memory",
+__all__ = ["MAX_UPSAMPLING", "PLAUSIBLE_VOXEL_SIZE", "PreflightError", "TomogramPlan", "available_memory",
            "check_memory", "check_voxel_size", "memory_estimate", "output_bytes", "plan_segmentation"]
 
-#: Voxel sizes (Å) that tomograms have: a header outside this range is taken as wrong (1 Å is what
-#: many tools write when the size is unset) unless the size is given explicitly.
-PLAUSIBLE_VOXEL_SIZE = (2.0, 100.0)
 #: The most a window may be up-sampled to the model's voxel size (e.g. 80 Å voxels for a 10 Å model).
 MAX_UPSAMPLING = 8.0
 
@@ -77,10 +75,7 @@ def check_voxel_size(volume: Volume, predictor: Predictor, *, given: bool) -> No
     """
     name = volume.path or "the tomogram"
     size = volume.isotropic_voxel_size
-    low, high = PLAUSIBLE_VOXEL_SIZE
-    if not given and not low <= size <= high:
-        raise BilayerError(f"{name}: header voxel size {size:g} Å is outside the {low:g}-{high:g} Å tomograms have "
-                           "(1 Å usually means unset); give the real one with --voxel-size (Å)")
+    check_plausible_voxel_size(volume, given=given)
     ratio = size / predictor.info.voxel_size
     if predictor.config.rescale and ratio > MAX_UPSAMPLING:
         raise BilayerError(f"{name}: voxel size {size:g} Å is {ratio:.0f}x the model's "

@@ -4,18 +4,20 @@ from bilayer.io.atomic import OutputGroup, atomic_open, check_output_path, ensur
 from bilayer.io.mrc import MRC_SUFFIXES, read_header, read_volume
 from bilayer.io.mrc_writer import HEADER_BYTES, VolumeWriter, open_volume_writer, output_dtype, write_volume
 from bilayer.io.naming import OUTPUT_SUFFIXES, output_name, output_paths
-from bilayer.io.volume import Volume, as_voxel_size
+from bilayer.io.volume import PLAUSIBLE_VOXEL_SIZE, Volume, as_voxel_size, check_plausible_voxel_size
 
 __all__ = [
     "HEADER_BYTES",
     "MRC_SUFFIXES",
     "OUTPUT_SUFFIXES",
+    "PLAUSIBLE_VOXEL_SIZE",
     "OutputGroup",
     "Volume",
     "VolumeWriter",
     "as_voxel_size",
     "atomic_open",
     "check_output_path",
+    "check_plausible_voxel_size",
     "ensure_output_dir",
     "open_volume_writer",
     "output_dtype",

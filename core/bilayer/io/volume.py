@@ -11,9 +11,12 @@ import numpy as np
 
 from bilayer.errors import ConfigError, VoxelSizeError
 
-__all__ = ["Volume", "as_voxel_size"]
+__all__ = ["PLAUSIBLE_VOXEL_SIZE", "Volume", "as_voxel_size", "check_plausible_voxel_size"]
 
 Triple = tuple[float, float, float]
+#: Voxel sizes (Å) that tomograms have: a header outside this range is taken as wrong (1 Å is what
+#: many tools write when the size is unset) unless the size is given explicitly.
+PLAUSIBLE_VOXEL_SIZE = (2.0, 100.0)
 
 
 def as_voxel_size(value: float | Sequence[float], *, source: str = "voxel size") -> Triple:
@@ -29,6 +32,20 @@ def as_voxel_size(value: float | Sequence[float], *, source: str = "voxel size")
     if not all(math.isfinite(v) and v > 0 for v in out):
         raise VoxelSizeError(f"{source} {out} Å is not a positive number; give the voxel size in Å (--voxel-size)")
     return out  # type: ignore[return-value]
+
+
+def check_plausible_voxel_size(volume: Volume, *, given: bool) -> None:
+    """Refuse a header voxel size outside :data:`PLAUSIBLE_VOXEL_SIZE` (a ``given`` one is trusted).
+
+    Raises:
+        VoxelSizeError: naming the file and the fix (``--voxel-size``).
+    """
+    low, high = PLAUSIBLE_VOXEL_SIZE
+    size = volume.isotropic_voxel_size
+    if not given and not low <= size <= high:
+        raise VoxelSizeError(f"{volume.path or 'the tomogram'}: header voxel size {size:g} Å is outside the "
+                             f"{low:g}-{high:g} Å tomograms have (1 Å usually means unset); give the real one with "
+                             "--voxel-size (Å)")
 
 
 @dataclass(frozen=True)
