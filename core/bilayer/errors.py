@@ -8,12 +8,15 @@ Anything else that escapes is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "BilayerError",
     "BilayerWarning",
     "ConfigError",
     "InputFileError",
     "OutputError",
+    "PreflightError",
     "VoxelSizeError",
 ]
 
@@ -37,6 +40,15 @@ class OutputError(BilayerError):
 
 class ConfigError(BilayerError, ValueError):
     """An option, parameter or configuration value is out of range or inconsistent."""
+
+
+class PreflightError(BilayerError):
+    """A run that cannot start; ``problems`` holds one line per problem, naming the file and the fix."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        more = f" (and {len(self.problems) - 1} more problem(s))" if len(self.problems) > 1 else ""
+        super().__init__(f"{self.problems[0]}{more}")
 
 
 class BilayerWarning(UserWarning):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from bilayer.errors import BilayerError, BilayerWarning
+from bilayer.errors import BilayerError, BilayerWarning, PreflightError
 from bilayer.infer.blend import slab_buffer_bytes
 from bilayer.infer.config import OutputOptions
 from bilayer.io import Volume, check_output_path, output_paths, read_volume
@@ -40,15 +40,6 @@ _PREVIEW_BYTES = 4 * 1024**2
 _DISK_MARGIN = 64 * 1024**2
 #: Bytes per voxel of each output kind (components: uint16 labels).
 _BYTES_PER_VOXEL = {"mask": 1, "scores": 4, "components": 2, "skeleton": 1, "uncertainty": 4}
-
-
-class PreflightError(BilayerError):
-    """A run that cannot start; ``problems`` holds one line per problem, naming the file and the fix."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = tuple(problems)
-        more = f" (and {len(self.problems) - 1} more problem(s))" if len(self.problems) > 1 else ""
-        super().__init__(f"{self.problems[0]}{more}")
 
 
 @dataclass(frozen=True)
