@@ -128,3 +128,16 @@ def test_non_mmap_read_gives_the_same_array(real_crop_paths):
     b = read_volume(real_crop_paths["visfd"], mmap=False)
     assert not isinstance(b.data, np.memmap)
     np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_read_tomogram_refuses_an_implausible_header_voxel_size_in_one_error_not_a_warning_too(tmp_path):
+    from bilayer.io import read_tomogram
+
+    path = write_volume(tmp_path / "unset.mrc", np.zeros((4, 4, 4), np.float32), voxel_size=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(VoxelSizeError, match=r"unset\.mrc: header voxel size 1 Å .* --voxel-size"):
+            read_tomogram(path)
+        assert read_tomogram(path, voxel_size=9.0).voxel_size == (9.0, 9.0, 9.0)
+    assert read_tomogram(write_volume(tmp_path / "ok.mrc", np.zeros((4, 4, 4), np.float32), voxel_size=12.0)
+                         ).voxel_size == (12.0, 12.0, 12.0)

@@ -14,15 +14,14 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from bilayer.errors import BilayerError, BilayerWarning, PreflightError
+from bilayer.errors import BilayerError, PreflightError
 from bilayer.infer.blend import slab_buffer_bytes
 from bilayer.infer.config import OutputOptions
-from bilayer.io import Volume, check_output_path, output_paths, read_volume
+from bilayer.io import Volume, check_output_path, output_paths, read_tomogram
 from bilayer.io.volume import PLAUSIBLE_VOXEL_SIZE, check_plausible_voxel_size
 
 if TYPE_CHECKING:
@@ -198,9 +197,7 @@ def plan_segmentation(sources: Sequence[str | os.PathLike], out_dirs: str | os.P
 
 def _plan_one(source: Path, folder: Path, predictor: Predictor, outputs: OutputOptions, voxel_size: float | None,
               overwrite: bool, inputs: Sequence[str | os.PathLike], memory: int | None) -> TomogramPlan:
-    with warnings.catch_warnings():  # the voxel size check below says more than read_volume's warning
-        warnings.filterwarnings("ignore", message=".*usually means 'unset'.*", category=BilayerWarning)
-        volume = read_volume(source, voxel_size=voxel_size)
+    volume = read_tomogram(source, voxel_size=voxel_size)
     check_voxel_size(volume, predictor, given=voxel_size is not None)
     paths = output_paths(source, folder, outputs.kinds)
     for path in paths.values():

@@ -1,7 +1,7 @@
 """Reading and writing tomograms: MRC volumes with voxel size and origin, written atomically."""
 
 from bilayer.io.atomic import OutputGroup, atomic_open, check_output_path, ensure_output_dir, output_group
-from bilayer.io.mrc import MRC_SUFFIXES, read_header, read_volume
+from bilayer.io.mrc import MRC_SUFFIXES, read_header, read_tomogram, read_volume
 from bilayer.io.mrc_writer import HEADER_BYTES, VolumeWriter, open_volume_writer, output_dtype, write_volume
 from bilayer.io.naming import OUTPUT_SUFFIXES, output_name, output_paths
 from bilayer.io.volume import PLAUSIBLE_VOXEL_SIZE, Volume, as_voxel_size, check_plausible_voxel_size
@@ -25,6 +25,7 @@ __all__ = [
     "output_name",
     "output_paths",
     "read_header",
+    "read_tomogram",
     "read_volume",
     "write_volume",
 ]

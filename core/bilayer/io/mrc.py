@@ -19,9 +19,9 @@ import mrcfile.utils
 import numpy as np
 
 from bilayer.errors import BilayerWarning, InputFileError, VoxelSizeError
-from bilayer.io.volume import Volume, as_voxel_size
+from bilayer.io.volume import Volume, as_voxel_size, check_plausible_voxel_size
 
-__all__ = ["MRC_SUFFIXES", "read_volume", "read_header"]
+__all__ = ["MRC_SUFFIXES", "read_header", "read_tomogram", "read_volume"]
 
 #: File name endings read as MRC volumes (case-insensitive).
 MRC_SUFFIXES: tuple[str, ...] = (".mrc", ".rec", ".map", ".st", ".ccp4", ".mrcs", ".ali")
@@ -106,6 +106,22 @@ def read_volume(
         vs = as_voxel_size(voxel_size, source=f"voxel size given for {path}")
     origin = (float(header.origin.z), float(header.origin.y), float(header.origin.x))
     return Volume(data=data, voxel_size=vs, origin=origin, path=path)
+
+
+def read_tomogram(path: str | os.PathLike, *, voxel_size: float | Sequence[float] | None = None,
+                  **options: bool) -> Volume:
+    """:func:`read_volume` for tools whose work depends on the voxel size: a header voxel size outside
+    :data:`~bilayer.io.volume.PLAUSIBLE_VOXEL_SIZE` is refused unless ``voxel_size`` is given (the
+    error says what the 1 Å warning would, and more).
+
+    Raises:
+        VoxelSizeError: an implausible header voxel size; and everything :func:`read_volume` raises.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*usually means 'unset'.*", category=BilayerWarning)
+        volume = read_volume(path, voxel_size=voxel_size, **options)
+    check_plausible_voxel_size(volume, given=voxel_size is not None)
+    return volume
 
 
 def _check_path(path: Path) -> Path:
