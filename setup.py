@@ -46,6 +46,7 @@ setup(
         "matplotlib>=3.6",
         "nibabel>=4",  # NIfTI training patches, MemBrain-seg's format
         "pyyaml>=5.4",  # training settings files
+        "pynrrd>=1.0",  # NRRD correction masks (MITK), MemBrain-seg's annotation workflow
     ],
     extras_require={
         "scipion": ["scipion-pyworkflow>=3.11", "scipion-em>=3.11", "scipion-em-tomo>=3.12"],
