@@ -2,6 +2,7 @@
 
 So far ``spectrum`` (the radially averaged amplitude spectrum, MemBrain-seg's TSV) and
 ``match-spectrum`` (a tomogram filtered so its spectrum follows another's).
+``deconvolve``: Warp's Wiener-like filter with one CTF, MemBrain-seg's numbers (``tomo_preprocessing deconvolve``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import click
 
 from bilayer.cli_common import VOXEL_SIZE_HELP
+from bilayer.preprocess.deconvolve import DeconvolutionOptions, Frequencies
 
 __all__ = ["preprocess"]
 
@@ -72,3 +74,48 @@ def echo_volume(path: Path) -> None:
 
     volume = read_volume(path, check_finite=False)
     click.echo(f"{path}  {'x'.join(map(str, volume.shape))}  voxel {volume.voxel_size[0]:g} A")
+
+
+_DECONV = DeconvolutionOptions()  # the engine's defaults, shown in --help
+
+
+@preprocess.command("deconvolve")
+@click.argument("tomogram", type=click.Path(path_type=Path))
+@click.option("--defocus", type=float, default=_DECONV.defocus, show_default=True,
+              help="Defocus in Å, underfocus positive (typically the zero tilt's).")
+@click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=VOXEL_SIZE_HELP)
+@click.option("--amplitude-contrast", type=float, default=_DECONV.amplitude_contrast,
+              show_default=True, help="Amplitude contrast fraction.")
+@click.option("--cs", type=float, default=_DECONV.cs, show_default=True,
+              help="Spherical aberration in mm.")
+@click.option("--voltage", type=float, default=_DECONV.voltage, show_default=True,
+              help="Acceleration voltage in kV.")
+@click.option("--strength", type=float, default=_DECONV.strength, show_default=True,
+              help="Deconvolution strength: the SSNR is 10^(3 x strength) at low frequency.")
+@click.option("--falloff", type=float, default=_DECONV.falloff, show_default=True,
+              help="How fast the SSNR falls with frequency (higher: smoother result).")
+@click.option("--highpass-fraction", type=float, default=_DECONV.highpass_fraction,
+              show_default=True, help="Where the high-pass ends, in cycles per voxel as MemBrain-seg applies it "
+              "(0: no high-pass).")
+@click.option("--lowpass/--skip-lowpass", default=_DECONV.lowpass, show_default=True,
+              help="Roll the SSNR off to 0 at the first CTF zero (MemBrain-seg's --skip-lowpass turns it off).")
+@click.option("--phase-flip", is_flag=True, default=_DECONV.phase_flip,
+              help="Only flip the phases where the CTF is negative (no Wiener filter; the SSNR options are unused).")
+@click.option("--frequencies", type=click.Choice([f.value for f in Frequencies]), default=_DECONV.frequencies.value,
+              show_default=True, help="membrain: MemBrain-seg's frequency grid (its exact output; anisotropic on "
+              "non-cubic tomograms); physical: the true frequency along each axis.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The deconvolved tomogram (float32). [default: TOMOGRAM's stem + _deconv.mrc, beside it]")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def deconvolve(tomogram: Path, defocus: float, voxel_size: float | None, amplitude_contrast: float, cs: float,
+               voltage: float, strength: float, falloff: float, highpass_fraction: float, lowpass: bool,
+               phase_flip: bool, frequencies: str, out_path: Path | None, overwrite: bool) -> None:
+    """Deconvolve TOMOGRAM with one CTF: Warp's Wiener-like filter with an ad-hoc SSNR, as MemBrain-seg's
+    tomo_preprocessing deconvolve computes it (same defaults, same numbers)."""
+    from bilayer.preprocess.deconvolve import deconvolve_file
+
+    options = DeconvolutionOptions(defocus=defocus, amplitude_contrast=amplitude_contrast, cs=cs, voltage=voltage,
+                                   strength=strength, falloff=falloff, highpass_fraction=highpass_fraction,
+                                   lowpass=lowpass, phase_flip=phase_flip,
+                                   frequencies=frequencies)  # type: ignore[arg-type]
+    echo_volume(deconvolve_file(tomogram, out_path, options, voxel_size=voxel_size, overwrite=overwrite))

@@ -56,3 +56,45 @@ def test_match_spectrum_writes_the_filtered_tomogram_with_the_inputs_geometry(tm
         code, _, err = run(capsys, "preprocess", "match-spectrum", str(tomo), "--target", str(bad),
                            "--out", str(tmp_path / "x.mrc"))
         assert code == 2 and words in err and str(bad) in err and not (tmp_path / "x.mrc").exists()
+
+
+def test_deconvolve_writes_the_tomogram_beside_it_with_the_options_given(tmp_path, capsys):
+    from bilayer.io import read_volume
+    from bilayer.preprocess.deconvolve import deconvolve_tomogram
+
+    data = np.random.default_rng(5).normal(size=(12, 16, 20)).astype(np.float32)
+    tomo = write_volume(tmp_path / "t.mrc", data, voxel_size=14.0, origin=(1.0, 2.0, 3.0))
+    code, out, err = run(capsys, "preprocess", "deconvolve", str(tomo))
+    assert code == 0, err
+    assert out.strip() == f"{tmp_path / 't_deconv.mrc'}  12x16x20  voxel 14 A"
+    written = read_volume(tmp_path / "t_deconv.mrc")
+    assert written.voxel_size == (14.0, 14.0, 14.0) and written.origin == (1.0, 2.0, 3.0)
+    np.testing.assert_allclose(written.data, deconvolve_tomogram(data, 14.0), atol=1e-6)
+    target = tmp_path / "sub" / "d.mrc"
+    code, _, err = run(capsys, "preprocess", "deconvolve", str(tomo), "--defocus", "30000", "--voxel-size", "7",
+                       "--amplitude-contrast", "0.1", "--cs", "0.01", "--voltage", "200", "--strength", "0.5",
+                       "--falloff", "2", "--highpass-fraction", "0.05", "--skip-lowpass", "--frequencies", "physical",
+                       "--out", str(target))
+    assert code == 0, err
+    expected = deconvolve_tomogram(data, 7.0, defocus=30000.0, amplitude_contrast=0.1, cs=0.01, voltage=200.0,
+                                   strength=0.5, falloff=2.0, highpass_fraction=0.05, lowpass=False,
+                                   frequencies="physical")
+    np.testing.assert_allclose(read_volume(target).data, expected, atol=1e-6)
+    assert read_volume(target).voxel_size == (7.0, 7.0, 7.0)
+    code, _, err = run(capsys, "preprocess", "deconvolve", str(tomo), "--phase-flip", "--out", str(target),
+                       "--overwrite")
+    assert code == 0, err
+    np.testing.assert_allclose(read_volume(target).data, deconvolve_tomogram(data, 14.0, phase_flip=True), atol=1e-6)
+
+
+def test_deconvolve_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, capsys):
+    data = np.random.default_rng(6).normal(size=(8, 10, 12)).astype(np.float32)
+    tomo = write_volume(tmp_path / "t.mrc", data, voxel_size=1.0)
+    for argv, words in ((["--voxel-size", "10", "--defocus", "-5000"], ["defocus=-5000"]),
+                        ([], ["t.mrc", "1 Å", "--voxel-size"]),
+                        (["--voxel-size", "10", "--out", str(tomo)], ["t.mrc"]),
+                        (["--voxel-size", "10", "--frequencies", "exact"], ["exact"])):
+        code, _, err = run(capsys, "preprocess", "deconvolve", str(tomo), *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert all(word in err for word in words), err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mrc"]

@@ -25,6 +25,7 @@ OUTPUT_SUFFIXES: dict[str, str] = {
     "preview": "_preview.png",
     "spectrum": "_spectrum.tsv",
     "matched": "_matched.mrc",
+    "deconvolved": "_deconv.mrc",
 }
 
 

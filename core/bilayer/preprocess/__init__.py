@@ -1,4 +1,5 @@
-"""Preparing a tomogram for the network: intensity normalisation, voxel-size matching, amplitude spectra.
+"""Preparing a tomogram for the network: intensity normalisation, voxel-size matching, amplitude spectra,
+deconvolution.
 
 Names load on first use, so the spectrum tools (numpy and scipy) do not load torch.
 """
@@ -20,6 +21,11 @@ _HOMES = {
     "match_spectrum": "spectrum",
     "read_spectrum": "spectrum",
     "write_spectrum": "spectrum",
+    "DeconvolutionOptions": "deconvolve",
+    "Frequencies": "deconvolve",
+    "deconvolution_filter": "deconvolve",
+    "deconvolve_tomogram": "deconvolve",
+    "deconvolve_file": "deconvolve",
 }
 
 __getattr__, __all__ = lazy_names(__name__, _HOMES)
