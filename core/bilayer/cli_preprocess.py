@@ -3,6 +3,7 @@
 So far ``spectrum`` (the radially averaged amplitude spectrum, MemBrain-seg's TSV) and
 ``match-spectrum`` (a tomogram filtered so its spectrum follows another's).
 ``deconvolve``: Warp's Wiener-like filter with one CTF, MemBrain-seg's numbers (``tomo_preprocessing deconvolve``).
+``rescale`` and ``match-mask``: pixel-size matching out of core and masks back (``match_pixel_size``, ``match_seg_to_tomo``).
 """
 
 from __future__ import annotations
@@ -119,3 +120,48 @@ def deconvolve(tomogram: Path, defocus: float, voxel_size: float | None, amplitu
                                    lowpass=lowpass, phase_flip=phase_flip,
                                    frequencies=frequencies)  # type: ignore[arg-type]
     echo_volume(deconvolve_file(tomogram, out_path, options, voxel_size=voxel_size, overwrite=overwrite))
+
+
+@preprocess.command("rescale")
+@click.argument("tomogram", type=click.Path(path_type=Path))
+@click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="The voxel size to resample to, in Å (MemBrain-seg's models work at about 10 Å).")
+@click.option("--input-voxel-size", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="TOMOGRAM's voxel size in Å, replacing its header's (needed when the header has 0 or is wrong).")
+@click.option("--smooth-edge/--no-smooth-edge", default=True, show_default=True,
+              help="Taper the kept spectrum with MemBrain-seg's ellipsoid and 12-voxel cosine edge (its default; "
+                   "its --disable-smooth is --no-smooth-edge).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
+              help="The rescaled tomogram (float32, z-scored), or an existing folder to write it into. "
+                   "[default: TOMOGRAM's stem + _rescaled.mrc, beside it]")
+@click.option("--temp-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the temporary half spectrum (about 4 bytes per voxel of the smaller grid; "
+                   "gone when done). [default: the output's folder]")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def rescale(tomogram: Path, voxel_size: float, input_voxel_size: float | None, smooth_edge: bool,
+            out_path: Path | None, temp_dir: Path | None, overwrite: bool) -> None:
+    """Resample TOMOGRAM to --voxel-size by Fourier cropping or padding, as MemBrain-seg's match_pixel_size
+    (same numbers), a slab at a time: memory stays bounded whatever the tomogram's size."""
+    from bilayer.preprocess.rescale import rescale_file
+
+    echo_volume(rescale_file(tomogram, out_path, voxel_size, input_voxel_size=input_voxel_size,
+                             smooth_edge=smooth_edge, overwrite=overwrite, temp_dir=temp_dir))
+
+
+@preprocess.command("match-mask")
+@click.argument("segmentation", type=click.Path(path_type=Path))
+@click.option("--like", "like", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The original tomogram: the mask goes onto its grid, with its voxel size and origin.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
+              help="The mask on the original grid (SEGMENTATION's dtype), or an existing folder to write it into. "
+                   "[default: LIKE's stem + _seg.mrc, beside SEGMENTATION]")
+@click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="LIKE's voxel size in Å, replacing its header's (needed when the header has 0 or is wrong).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def match_mask(segmentation: Path, like: Path, out_path: Path | None, voxel_size: float | None,
+               overwrite: bool) -> None:
+    """Put SEGMENTATION, made on a rescaled tomogram, back onto the original tomogram's grid by nearest
+    neighbour (MemBrain-seg's match_seg_to_tomo), with the original's header."""
+    from bilayer.preprocess.rescale import match_mask_file
+
+    echo_volume(match_mask_file(segmentation, like, out_path, voxel_size=voxel_size, overwrite=overwrite))

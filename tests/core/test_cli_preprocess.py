@@ -98,3 +98,60 @@ def test_deconvolve_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, c
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert all(word in err for word in words), err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mrc"]
+
+
+def test_rescale_writes_beside_the_tomogram_into_a_folder_or_to_a_file(tmp_path, capsys):
+    from bilayer.io import read_volume
+    from bilayer.preprocess.rescale import rescale_volume
+
+    data = np.random.default_rng(7).normal(size=(30, 34, 40)).astype(np.float32)
+    tomo = write_volume(tmp_path / "t.mrc", data, voxel_size=16.0, origin=(1.0, 2.0, 3.0))
+    code, out, err = run(capsys, "preprocess", "rescale", str(tomo), "--voxel-size", "10")
+    assert code == 0, err
+    assert out.strip() == f"{tmp_path / 't_rescaled.mrc'}  48x54x64  voxel 10 A"
+    written = read_volume(tmp_path / "t_rescaled.mrc")
+    assert written.origin == (1.0, 2.0, 3.0)
+    np.testing.assert_allclose(written.data, rescale_volume(data, (48, 54, 64)), atol=1e-6)
+    (tmp_path / "out").mkdir()
+    code, out, err = run(capsys, "preprocess", "rescale", str(tomo), "--voxel-size", "20", "--no-smooth-edge",
+                         "--out", str(tmp_path / "out"), "--temp-dir", str(tmp_path / "scratch"))
+    assert code == 0 and out.startswith(f"{tmp_path / 'out' / 't_rescaled.mrc'}  24x28x32"), err
+    np.testing.assert_allclose(read_volume(tmp_path / "out" / "t_rescaled.mrc").data,
+                               rescale_volume(data, (24, 28, 32), smooth_edge=False), atol=1e-6)
+    code, out, err = run(capsys, "preprocess", "rescale", str(tomo), "--input-voxel-size", "8", "--no-smooth-edge",
+                         "--out", str(tmp_path / "r.mrc"))
+    assert code == 0 and out.startswith(f"{tmp_path / 'r.mrc'}  24x28x32  voxel 10 A"), err
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == []
+
+
+def test_rescale_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, capsys):
+    tomo = write_volume(tmp_path / "t.mrc", np.random.default_rng(8).normal(size=(30, 30, 30)).astype(np.float32),
+                        voxel_size=1.0)
+    for argv, words in (([], ["t.mrc", "1 Å", "--voxel-size"]),
+                        (["--input-voxel-size", "10", "--voxel-size", "0.5"], ["target voxel size", "0.5"]),
+                        (["--input-voxel-size", "10", "--voxel-size", "80"], ["--no-smooth-edge"]),
+                        (["--input-voxel-size", "10", "--out", str(tomo), "--overwrite"], ["t.mrc", "is an input"])):
+        code, _, err = run(capsys, "preprocess", "rescale", str(tomo), *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert all(word in err for word in words), err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mrc"]
+
+
+def test_match_mask_puts_the_mask_on_the_original_grid_with_its_header(tmp_path, capsys):
+    from bilayer.io import read_volume
+
+    original = write_volume(tmp_path / "tomo.mrc", np.zeros((40, 50, 60), np.float32), voxel_size=8.0,
+                            origin=(4.0, 5.0, 6.0))
+    mask = np.random.default_rng(9).integers(0, 2, size=(32, 40, 48)).astype(np.uint8)
+    seg = write_volume(tmp_path / "tomo_rescaled_seg.mrc", mask, voxel_size=10.0, dtype=np.uint8)
+    code, out, err = run(capsys, "preprocess", "match-mask", str(seg), "--like", str(original))
+    assert code == 0, err
+    assert out.strip() == f"{tmp_path / 'tomo_seg.mrc'}  40x50x60  voxel 8 A"
+    back = read_volume(tmp_path / "tomo_seg.mrc")
+    assert back.data.dtype == np.uint8 and back.origin == (4.0, 5.0, 6.0)
+    assert back.data[0, 0, 0] == mask[0, 0, 0] and back.data[-1, -1, -1] == mask[-1, -1, -1]
+    code, _, err = run(capsys, "preprocess", "match-mask", str(seg), "--like", str(original))
+    assert code == 2 and "tomo_seg.mrc already exists" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "preprocess", "match-mask", str(seg), "--like", str(original), "--voxel-size", "5",
+                       "--out", str(tmp_path / "other.mrc"))
+    assert code == 2 and "covers" in err and not (tmp_path / "other.mrc").exists()

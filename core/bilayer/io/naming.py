@@ -26,6 +26,7 @@ OUTPUT_SUFFIXES: dict[str, str] = {
     "spectrum": "_spectrum.tsv",
     "matched": "_matched.mrc",
     "deconvolved": "_deconv.mrc",
+    "rescaled": "_rescaled.mrc",
 }
 
 

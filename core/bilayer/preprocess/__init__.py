@@ -26,6 +26,12 @@ _HOMES = {
     "deconvolution_filter": "deconvolve",
     "deconvolve_tomogram": "deconvolve",
     "deconvolve_file": "deconvolve",
+    "match_mask_file": "rescale",
+    "nearest_indices": "rescale",
+    "rescale_file": "rescale",
+    "rescale_volume": "rescale",
+    "rescaled_shape": "rescale",
+    "smooth_edge_mask": "rescale",
 }
 
 __getattr__, __all__ = lazy_names(__name__, _HOMES)
