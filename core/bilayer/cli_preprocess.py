@@ -3,7 +3,7 @@
 So far ``spectrum`` (the radially averaged amplitude spectrum, MemBrain-seg's TSV) and
 ``match-spectrum`` (a tomogram filtered so its spectrum follows another's).
 ``deconvolve``: Warp's Wiener-like filter with one CTF, MemBrain-seg's numbers (``tomo_preprocessing deconvolve``).
-``rescale`` and ``match-mask``: pixel-size matching out of core and masks back (``match_pixel_size``, ``match_seg_to_tomo``).
+``rescale`` / ``match-mask``: pixel-size matching out of core, masks back (``match_pixel_size``, ``match_seg_to_tomo``).
 """
 
 from __future__ import annotations
