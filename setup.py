@@ -56,6 +56,7 @@ setup(
     entry_points={
         "console_scripts": [
             "bilayer = bilayer.cli:main",
+            "bilayer-relion-preprocess = bilayer_relion.preprocess_job:main",
             "bilayer-relion-segment = bilayer_relion.segment_job:main",
             "bilayer-relion-train = bilayer_relion.train_job:main",
         ],

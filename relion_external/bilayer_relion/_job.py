@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import enum
+import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -33,7 +35,7 @@ from typing import Any, Callable, Iterator, NoReturn, Sequence
 import pandas as pd
 
 from bilayer import __version__
-from bilayer.errors import BilayerError, ConfigError
+from bilayer.errors import BilayerError, ConfigError, InputFileError
 from bilayer.io import atomic_open, ensure_output_dir
 from bilayer_relion.star import star_text
 
@@ -49,7 +51,10 @@ __all__ = [
     "JobParser",
     "Node",
     "NodeType",
+    "check_distinct",
     "device_from_gpu",
+    "keep_settings",
+    "output_folder",
     "run_program",
     "yes_no",
 ]
@@ -59,6 +64,7 @@ NODES_FILE = "RELION_OUTPUT_NODES.star"
 EXIT_USAGE = 2  # as the ``bilayer`` command: a user error, told in one line
 EXIT_ABORTED = 130
 _EXIT_BUG = 1
+_JOB_FOLDER = re.compile(r"job\d+")  # RELION's <JobType>/jobNNN/ output folders
 
 
 class ExitStatus(str, enum.Enum):
@@ -208,6 +214,52 @@ def device_from_gpu(text: str | None) -> str:
     if rest:
         print(f"note: gpu {value}: this job uses one GPU, GPU {int(first)}", flush=True)
     return f"cuda:{int(first)}"
+
+
+def output_folder(job_folder: Path, source: Path) -> Path:
+    """Where a tomogram's outputs go: its folders below the job folder, without the producing
+    job's ``<JobType>/jobNNN`` (RELION's layout), ``..`` or the root."""
+    parts = [p for p in source.parent.parts if p not in ("..", ".", source.anchor)]
+    if len(parts) >= 2 and _JOB_FOLDER.fullmatch(parts[1]):
+        parts = parts[2:]
+    return job_folder.joinpath(*parts)
+
+
+def check_distinct(outputs: Sequence[tuple[str, Path]], source: Path) -> None:
+    """Refuse two tomograms (``(name, output)`` pairs) writing one output file.
+
+    Raises:
+        InputFileError: naming both tomograms and the file.
+    """
+    seen: dict[Path, str] = {}
+    for name, path in outputs:
+        if path in seen:
+            raise InputFileError(f"{source}: tomograms {seen[path]} and {name} would both write {path}; give their "
+                                 "files different names")
+        seen[path] = name
+
+
+def keep_settings(folder: Path, file_name: str, made: bool, settings: dict[str, Any]) -> None:
+    """Record the settings a job's outputs are made with in ``folder / file_name``; refuse to continue
+    a job whose outputs (``made``) were made with other settings.
+
+    Raises:
+        ConfigError: naming the settings that changed.
+    """
+    path = folder / file_name
+    text = json.dumps(settings, indent=2, sort_keys=True)
+    if made and path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            before = None
+        now = json.loads(text)
+        if before is not None and before != now:
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            raise ConfigError(f"{folder} holds results made with other settings ({', '.join(changed)}; see "
+                              f"{path}); continue it with the same settings, or run a new job")
+    with atomic_open(path, overwrite=True) as f:
+        f.write((text + "\n").encode())
 
 
 def run_program(argv: Sequence[str] | None, parser: JobParser,

@@ -128,7 +128,7 @@ def test_rescale_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, caps
     tomo = write_volume(tmp_path / "t.mrc", np.random.default_rng(8).normal(size=(30, 30, 30)).astype(np.float32),
                         voxel_size=1.0)
     for argv, words in (([], ["t.mrc", "1 Å", "--voxel-size"]),
-                        (["--input-voxel-size", "10", "--voxel-size", "0.5"], ["target voxel size", "0.5"]),
+                        (["--input-voxel-size", "10", "--voxel-size", "0.5"], ["target_voxel_size", "0.5"]),
                         (["--input-voxel-size", "10", "--voxel-size", "80"], ["--no-smooth-edge"]),
                         (["--input-voxel-size", "10", "--out", str(tomo), "--overwrite"], ["t.mrc", "is an input"])):
         code, _, err = run(capsys, "preprocess", "rescale", str(tomo), *argv)
@@ -155,3 +155,30 @@ def test_match_mask_puts_the_mask_on_the_original_grid_with_its_header(tmp_path,
     code, _, err = run(capsys, "preprocess", "match-mask", str(seg), "--like", str(original), "--voxel-size", "5",
                        "--out", str(tmp_path / "other.mrc"))
     assert code == 2 and "covers" in err and not (tmp_path / "other.mrc").exists()
+
+
+def test_the_step_commands_merge_a_settings_file_under_the_options_given(tmp_path, capsys):
+    from bilayer.io import read_volume
+    from bilayer.preprocess.deconvolve import deconvolve_tomogram
+
+    data = np.random.default_rng(5).normal(size=(16, 20, 24)).astype(np.float32)
+    tomo = write_volume(tmp_path / "t.mrc", data, voxel_size=10.0)
+    settings = tmp_path / "p.yaml"
+    settings.write_text("defocus: 20000\nstrength: 2\n")
+    code, out, err = run(capsys, "preprocess", "deconvolve", str(tomo), "--settings", str(settings),
+                         "--strength", "0.5")
+    assert code == 0, err
+    written = read_volume(tmp_path / "t_deconv.mrc").data
+    np.testing.assert_array_equal(written, deconvolve_tomogram(data, 10.0, defocus=20000, strength=0.5))
+    settings.write_text("step: rescale\n")  # the command names the step; a file may not change it
+    code, _, err = run(capsys, "preprocess", "deconvolve", str(tomo), "--settings", str(settings), "--out",
+                       str(tmp_path / "o.mrc"))
+    assert code == 0 and (tmp_path / "o.mrc").is_file(), err
+
+
+def test_every_preprocessing_option_is_an_option_of_a_step_command():
+    from bilayer.cli_preprocess import deconvolve, match_spectrum, rescale
+    from bilayer.preprocess.steps import PreprocessOptions
+
+    names = {p.name for command in (deconvolve, match_spectrum, rescale) for p in command.params}
+    assert [n for n in PreprocessOptions.names() if n not in names and n != "step"] == []

@@ -52,7 +52,6 @@ from __future__ import annotations
 import enum
 import math
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,15 +60,8 @@ from typing import Any
 import numpy as np
 
 from bilayer import checks
-from bilayer.errors import BilayerWarning, InputFileError
-from bilayer.io import (
-    check_output_path,
-    check_plausible_voxel_size,
-    ensure_output_dir,
-    output_name,
-    read_volume,
-    write_volume,
-)
+from bilayer.errors import InputFileError
+from bilayer.io import check_output_path, ensure_output_dir, output_name, read_tomogram, write_volume
 from bilayer.settings import plain_values
 
 __all__ = ["DeconvolutionOptions", "Frequencies", "adhoc_ssnr", "ctf", "deconvolution_filter", "deconvolve_file",
@@ -332,10 +324,7 @@ def deconvolve_file(source: str | os.PathLike, destination: str | os.PathLike | 
     target = Path(destination) if destination is not None else source.with_name(output_name(source, "deconvolved"))
     ensure_output_dir(target.parent)
     check_output_path(target, overwrite=overwrite, protect=[source])
-    with warnings.catch_warnings():  # the check below says more than read_volume's 1 Å warning
-        warnings.filterwarnings("ignore", message=".*usually means 'unset'.*", category=BilayerWarning)
-        volume = read_volume(source, voxel_size=voxel_size)
-    check_plausible_voxel_size(volume, given=voxel_size is not None)
+    volume = read_tomogram(source, voxel_size=voxel_size)
     size = volume.isotropic_voxel_size
     geometry = {"voxel_size": volume.voxel_size, "origin": volume.origin}
     shape = volume.shape

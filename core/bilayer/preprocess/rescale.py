@@ -65,10 +65,18 @@ import scipy.ndimage
 
 from bilayer import checks
 from bilayer.errors import BilayerWarning, ConfigError, InputFileError, OutputError, VoxelSizeError
-from bilayer.io import Volume, check_output_path, ensure_output_dir, open_volume_writer, output_name, read_volume
-from bilayer.io.volume import PLAUSIBLE_VOXEL_SIZE, check_plausible_voxel_size
+from bilayer.io import (
+    PLAUSIBLE_VOXEL_SIZE,
+    Volume,
+    check_output_path,
+    ensure_output_dir,
+    open_volume_writer,
+    output_name,
+    read_tomogram,
+    read_volume,
+)
 
-__all__ = ["EDGE_MARGIN", "EDGE_WIDTH", "match_mask_file", "nearest_indices", "rescale_file", "rescale_volume",
+__all__ = ["EDGE_MARGIN", "EDGE_WIDTH", "check_rescale", "match_mask_file", "nearest_indices", "rescale_file", "rescale_volume",
            "rescaled_shape", "smooth_edge_mask"]
 
 logger = logging.getLogger(__name__)
@@ -400,14 +408,18 @@ def _destination(destination: str | os.PathLike | None, folder: Path, name: str)
 
 
 def _read_geometry(path: Path, voxel_size: float | None, *, check_finite: bool = True) -> Volume:
-    """The volume memory-mapped, its voxel size plausible unless given (see ``check_plausible_voxel_size``)."""
+    """The volume memory-mapped, its voxel size plausible unless given (:func:`~bilayer.io.read_tomogram`)."""
     if voxel_size is not None:
         checks.number("voxel size", voxel_size, 0, math.inf, open_low=True)
-    with warnings.catch_warnings():  # the plausibility check says more than the 1 Å warning
-        warnings.filterwarnings("ignore", message=".*usually means 'unset'.*", category=BilayerWarning)
-        volume = read_volume(path, voxel_size=voxel_size, check_finite=check_finite)
-    check_plausible_voxel_size(volume, given=voxel_size is not None)
-    return volume
+    return read_tomogram(path, voxel_size=voxel_size, check_finite=check_finite)
+
+
+def check_rescale(shape: Sequence[int], input_voxel_size: float, voxel_size: float, *, smooth_edge: bool,
+                  what: object) -> tuple[int, int, int]:
+    """The shape ``shape`` rescales to, refused where it cannot be done (an axis below 2 voxels, a smooth
+    edge on a grid too small for it); ``what`` names the tomogram in the message."""
+    return _checked_shape(shape, rescaled_shape(shape, input_voxel_size, voxel_size),
+                          smooth_edge and input_voxel_size != voxel_size, what)
 
 
 def _check_disk(needs: Sequence[tuple[Path, int, str]]) -> None:
@@ -456,8 +468,7 @@ def rescale_file(source: str | os.PathLike, destination: str | os.PathLike | Non
     voxel_size = checks.number("target voxel size (Å)", voxel_size, low, high)
     volume = _read_geometry(source, input_voxel_size)
     size_in = volume.isotropic_voxel_size
-    new = _checked_shape(volume.shape, rescaled_shape(volume.shape, size_in, voxel_size),
-                                           smooth_edge and size_in != voxel_size, source)
+    new = check_rescale(volume.shape, size_in, voxel_size, smooth_edge=smooth_edge, what=source)
     target = _destination(destination, source.parent, output_name(source, "rescaled"))
     ensure_output_dir(target.parent)
     check_output_path(target, overwrite=overwrite, protect=[source])
