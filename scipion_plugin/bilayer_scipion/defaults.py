@@ -15,10 +15,13 @@ from typing import Any
 from bilayer.errors import BilayerError
 from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, TtaGrid
 from bilayer.io import OUTPUT_SUFFIXES
+from bilayer.preprocess.deconvolve import Frequencies
+from bilayer.preprocess.steps import PreprocessOptions, Step, output_kind, preprocess_options
 from bilayer.train.config import FINETUNE_DEFAULTS, TrainConfig, TrainPrecision
 
-__all__ = ["finetune_overrides", "inference", "inference_error", "output_suffix", "outputs", "paddings", "precisions",
-           "training", "training_error", "training_precisions", "tta_grids"]
+__all__ = ["finetune_overrides", "frequency_grids", "inference", "inference_error", "output_suffix",
+           "outputs", "paddings", "precisions", "preprocess_error", "preprocess_steps", "preprocess_suffix",
+           "preprocessing", "training", "training_error", "training_precisions", "tta_grids"]
 
 
 @lru_cache(maxsize=1)
@@ -90,3 +93,34 @@ def training_error(values: dict[str, Any]) -> str | None:
 def output_suffix(kind: str) -> str:
     """The ending the engine gives an output of ``kind`` (mask, scores, components, skeleton)."""
     return OUTPUT_SUFFIXES[kind]
+
+
+def preprocess_steps() -> list[str]:
+    """The preprocessing steps (rescale, match-spectrum, deconvolve), in the engine's order."""
+    return [step.value for step in Step]
+
+
+def preprocess_suffix(step: str) -> str:
+    """The ending the engine gives the output of preprocessing ``step``."""
+    return OUTPUT_SUFFIXES[output_kind(step)]
+
+
+@lru_cache(maxsize=1)
+def preprocessing() -> PreprocessOptions:
+    """The engine's preprocessing defaults (``PreprocessOptions``; the step shown first is a rescale):
+    target voxel size, smooth edge, spectrum matching and deconvolution options."""
+    return PreprocessOptions(step=Step.RESCALE)
+
+
+def frequency_grids() -> list[str]:
+    """The deconvolution's frequency grids, default first."""
+    return _default_first(Frequencies, preprocessing().deconvolution.frequencies)
+
+
+def preprocess_error(values: dict[str, Any]) -> str | None:
+    """The engine's message if these preprocessing options are invalid, else None."""
+    try:
+        preprocess_options(**values)
+    except BilayerError as e:
+        return str(e)
+    return None

@@ -76,7 +76,7 @@ class ProtBilayerBase(EMProtocol):
                 self._addFailed(tsId)
                 return
             for outputName, path in files.items():
-                outputSet = self._outputSet(outputName, SetOfTomoMasks)
+                outputSet = self._outputSet(outputName, self._possibleOutputs.get(outputName, SetOfTomoMasks))
                 outputSet.append(self._newItem(self._itemsByTsId[tsId], path))
                 outputSet.write()
                 self._store(outputSet)
@@ -151,10 +151,16 @@ class ProtBilayerBase(EMProtocol):
             return outputSet
         outputSet = setClass.create(self._getPath(), template="tomograms%s.sqlite", suffix=name)
         outputSet.copyInfo(self._getInputSet())
+        if self._outputSamplingRate() is not None:
+            outputSet.setSamplingRate(self._outputSamplingRate())
         outputSet.setStreamState(Set.STREAM_OPEN)
         self._defineOutputs(**{name: outputSet})
         self._defineSourceRelation(self._getInputPointer(), outputSet)
         return outputSet
+
+    def _outputSamplingRate(self) -> float | None:
+        """Å/px of the outputs when it is not the input's (e.g. after rescaling); None keeps the input's."""
+        return None
 
     def _recordFailure(self, tsId: str, why: str) -> None:
         with self._lock:
