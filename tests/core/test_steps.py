@@ -123,3 +123,24 @@ def test_match_spectrum_and_deconvolve_run_through_the_file_path_with_the_inputs
         assert written.origin == (10.0, 20.0, 30.0)
         assert written.voxel_size == pytest.approx((plan.output_voxel_size,) * 3)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["t_deconv.mrc", "t_matched.mrc"]
+
+
+def test_the_python_door_takes_options_by_name_or_from_a_settings_file(tmp_path, tomogram):
+    import bilayer
+    from bilayer.preprocess.rescale import rescale_file
+
+    written = bilayer.preprocess_tomogram(tomogram, step="rescale", target_voxel_size=16.0, smooth_edge=False)
+    assert written == tmp_path / "t_rescaled.mrc"
+    expected = rescale_file(tomogram, tmp_path / "expected.mrc", 16.0, smooth_edge=False)
+    np.testing.assert_array_equal(read_volume(written).data, read_volume(expected).data)
+    assert read_volume(written).voxel_size == (16.0, 16.0, 16.0)
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"step": "deconvolve", "defocus": 25000}))
+    (tmp_path / "out").mkdir()
+    written = bilayer.preprocess_tomogram(tomogram, tmp_path / "out", settings=settings, strength=0.5)
+    assert written == tmp_path / "out" / "t_deconv.mrc"
+    np.testing.assert_allclose(read_volume(written).data,
+                               deconvolve_tomogram(read_volume(tomogram).data, 8.0, defocus=25000, strength=0.5),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(PreflightError, match="t_deconv.mrc already exists"):
+        bilayer.preprocess_tomogram(tomogram, tmp_path / "out", settings=settings)
