@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from bilayer.annotation.extract import DEFAULT_BORDER, DEFAULT_SIZE
 from bilayer.cli_common import VOXEL_SIZE_HELP
 
 __all__ = ["patches"]
@@ -34,10 +35,10 @@ def patches() -> None:
                    "file (rlnCoordinateX/Y/Z) or one x,y,z. Repeatable.")
 @click.option("--out", "out_dataset", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Dataset folder (imagesTr/, labelsTr/, ...) that bilayer train and finetune read.")
-@click.option("--size", type=click.IntRange(min=1), default=160, show_default=True,
-              help="Patch edge in voxels (MemBrain-seg: 160).")
-@click.option("--border", type=click.IntRange(min=0), default=16, show_default=True,
-              help="Voxels of each face labelled ignore (MemBrain-seg: 16).")
+@click.option("--size", type=click.IntRange(min=1), default=DEFAULT_SIZE, show_default=True,
+              help="Patch edge in voxels (MemBrain-seg's).")
+@click.option("--border", type=click.IntRange(min=0), default=DEFAULT_BORDER, show_default=True,
+              help="Voxels of each face labelled ignore (MemBrain-seg's).")
 @click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True,
               help="Training or validation part of the dataset.")
 @click.option("--format", "fmt", type=click.Choice(["mrc", "nifti"]), default="mrc", show_default=True,
@@ -80,7 +81,7 @@ def extract(tomogram: Path, labels_path: Path, positions: tuple[str, ...], out_d
                    ".nii.gz or .mrc), as MemBrain-seg's MITK workflow saves them.")
 @click.option("--patch", default=None, help="Merge only this patch (its label file's name without ending).")
 @click.option("--border", type=click.IntRange(min=0), default=None,
-              help="Ignore border re-applied after merging. [default: the patch's own, else 16]")
+              help=f"Ignore border re-applied after merging. [default: the patch's own, else {DEFAULT_BORDER}]")
 def merge(dataset: Path, corrections_dir: Path, patch: str | None, border: int | None) -> None:
     """Apply corrections to the patches' labels in DATASET: 0 where Remove, then 1 where Add, then 2
     where Ignore (MemBrain-seg's order); each label file is replaced, all together."""
@@ -95,7 +96,8 @@ def merge(dataset: Path, corrections_dir: Path, patch: str | None, border: int |
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Positions to write: .csv (x,y,z per line, which MemBrain-seg reads too) or .star (RELION).")
 @click.option("--count", type=click.IntRange(min=1), default=5, show_default=True, help="How many patches.")
-@click.option("--size", type=click.IntRange(min=1), default=160, show_default=True, help="Patch edge in voxels.")
+@click.option("--size", type=click.IntRange(min=1), default=DEFAULT_SIZE, show_default=True,
+              help="Patch edge in voxels.")
 @click.option("--from-scores", is_flag=True,
               help="UNCERTAINTY is a scores file (bilayer segment --scores): use -|score - threshold|.")
 @click.option("--threshold", type=float, default=0.0, show_default=True,
