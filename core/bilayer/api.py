@@ -29,12 +29,16 @@ def segment(
     settings: str | os.PathLike | None = None,
     **options: Any,
 ) -> "Segmentation":
-    """Segment membranes; returns the mask (and scores, components, skeleton if asked) as Volumes.
+    """Segment membranes; returns the mask (and scores, components, skeleton, uncertainty, masks at
+    extra thresholds if asked) as Volumes.
 
     Options merge as everywhere in Bilayer (:func:`bilayer.infer.segment_options`): the defaults,
     then ``settings`` (a JSON or YAML file of options), then ``options`` given here by name
-    (``window=192, tta=False, scores=True``...), with ``config``/``outputs`` objects replacing
-    their part whole.
+    (``window=192, tta=False, scores=True, uncertainty=True, extra_thresholds=(0.5, 1.5)``...),
+    with ``config``/``outputs`` objects replacing their part whole. ``uncertainty=True`` gives
+    ``result.uncertainty``, the spread of the test-time-augmentation copies
+    (:mod:`bilayer.infer.uncertainty`; needs TTA); ``extra_thresholds`` gives
+    ``result.extra_masks[t]``.
 
     Args:
         tomogram: a :class:`Volume`, a (z, y, x) array (then ``voxel_size`` is required), or
@@ -43,13 +47,15 @@ def segment(
             checkpoint path (Bilayer's or MemBrain-seg's ``.ckpt``), or ``None`` for the
             embedded default model (or the settings' ``model``).
         config: windows, TTA, precision and threshold (ignored when ``model`` is a Predictor).
-        outputs: which extra results to keep (scores, components, skeleton).
+        outputs: which extra results to keep (scores, components, skeleton, uncertainty, extra
+            thresholds).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``... (ignored when ``model`` is a Predictor).
         settings: a settings file; options: option values by name.
 
     Raises:
-        BilayerError: a bad tomogram, model or option, an implausible voxel size or a tomogram that
-            cannot fit the memory, as one-line messages, before any work.
+        BilayerError: a bad tomogram, model or option (uncertainty without TTA among them), an
+            implausible voxel size or a tomogram that cannot fit the memory, as one-line messages,
+            before any work.
     """
     from bilayer.infer import Predictor, segment_options, segment_volume
     from bilayer.infer.preflight import available_memory, check_memory, check_voxel_size
@@ -76,5 +82,5 @@ def segment(
         predictor = Predictor.from_checkpoint(model or chosen.model, chosen.inference, chosen.device)
     check_voxel_size(volume, predictor, given=given is not None or isinstance(tomogram, np.ndarray))
     windows = predictor.window_plan(volume.shape, volume.isotropic_voxel_size)
-    check_memory(volume, windows, predictor, available_memory(), scores_in_memory=True)
+    check_memory(volume, windows, predictor, available_memory(), scores_in_memory=True, outputs=wanted)
     return segment_volume(volume, predictor, outputs=wanted)

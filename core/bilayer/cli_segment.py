@@ -67,6 +67,16 @@ _NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite")
               help="With --components: drop membranes smaller than this many voxels.")
 @click.option("--skeleton", is_flag=True, default=_OUTPUTS.skeleton,
               help="Also write <stem>_skeleton.mrc (one-voxel surface skeleton).")
+@click.option("--uncertainty", is_flag=True, default=_OUTPUTS.uncertainty,
+              help="Also write <stem>_uncertainty.mrc (float32): how much the 8 mirrored copies of --tta "
+                   "disagree, the variance of their membrane probabilities (MemBrain-seg's --store-uncertainty-map). "
+                   "Needs --tta.")
+@click.option("--smooth-uncertainty/--raw-uncertainty", default=_OUTPUTS.smooth_uncertainty, show_default=True,
+              help="MemBrain-seg's smoothing of the uncertainty map (mask voxels take their membrane core's value, "
+                   "then a 5x5 median per section), or the raw variance.")
+@click.option("--extra-threshold", "extra_thresholds", multiple=True, metavar="T",
+              help="Also write <stem>_seg_t<T>.mrc, the mask at threshold T, from the same scores (as bilayer "
+                   "threshold); repeat, or give several separated by commas.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_INFER.precision.value,
               show_default=True, help="Arithmetic of the network (auto: bfloat16 where the hardware has it).")

@@ -62,3 +62,29 @@ def test_bilayer_segment_takes_arrays_volumes_and_paths(tmp_path, membrain_tiny_
     assert list(tmp_path.iterdir()) == [path]  # nothing written
     with pytest.raises(ConfigError, match="voxel_size"):
         bilayer.segment(volume.data, predictor)
+
+
+def test_uncertainty_and_extra_thresholds_by_name(tmp_path, membrain_tiny_ckpt):
+    source = _tomo(tmp_path)
+    result = bilayer.segment(source, membrain_tiny_ckpt, window=64, scores=True, uncertainty=True,
+                             smooth_uncertainty=False, extra_thresholds="1.0, -1.0")
+    assert set(result.extra_masks) == {1.0, -1.0}
+    for t, mask in result.extra_masks.items():
+        np.testing.assert_array_equal(mask.data, (result.scores.data > t).astype(np.int8))
+        assert mask.voxel_size == result.mask.voxel_size
+    assert result.uncertainty.data.dtype == np.float32 and result.uncertainty.shape == (40, 48, 56)
+    assert 0 <= result.uncertainty.data.min() and 0 < result.uncertainty.data.max() <= 2 / 7
+    assert list(tmp_path.iterdir()) == [source]  # nothing written
+    plain = bilayer.segment(source, membrain_tiny_ckpt, window=64, tta=False)
+    assert plain.uncertainty is None and plain.extra_masks == {}
+
+
+def test_uncertainty_without_tta_is_refused_from_every_side(tmp_path, membrain_tiny_ckpt):
+    from bilayer.infer import OutputOptions
+
+    source = _tomo(tmp_path)
+    with pytest.raises(ConfigError, match="tta is off"):
+        bilayer.segment(source, membrain_tiny_ckpt, window=64, tta=False, uncertainty=True)
+    with pytest.raises(ConfigError, match="tta is off"):  # the objects given whole meet the same check
+        bilayer.segment(source, membrain_tiny_ckpt, config=InferenceConfig(window=64, tta=False),
+                        outputs=OutputOptions(uncertainty=True))

@@ -326,10 +326,14 @@ def test_every_engine_option_is_an_option_of_segment_and_arrives():
     argv = ["t.mrc", "--model", "m.ckpt", "--device", "cpu", "--voxel-size", "12.5", "--window", "96",
             "--fixed-window", "--overlap", "0.25", "--no-tta", "--tta-grid", "window", "--batch-size", "3",
             "--precision", "float32", "--threshold", "0.7", "--no-rescale", "--rescale-like-membrain",
-            "--padding", "zeros", "--scores", "--components", "--min-size", "7", "--skeleton", "--no-preview"]
+            "--padding", "zeros", "--scores", "--components", "--min-size", "7", "--skeleton", "--no-preview",
+            "--raw-uncertainty", "--extra-threshold", "0.5, 1.5", "--extra-threshold", "-1"]
     got = segment_options_from_args(argv).to_dict()
     defaults = SegmentOptions().to_dict()
-    assert all(got[name] != defaults[name] for name in SegmentOptions.names()), got
+    assert got["extra_thresholds"] == [0.5, 1.5, -1.0]
+    unsettable = {"uncertainty"}  # needs TTA, which this command line turns off: checked on its own below
+    assert all(got[name] != defaults[name] for name in SegmentOptions.names() if name not in unsettable), got
+    assert segment_options_from_args(["t.mrc", "--uncertainty"]).outputs.uncertainty is True
 
 
 def test_threshold_writes_a_mask_per_threshold_from_segments_scores(tmp_path, capsys, membrain_tiny_ckpt):
@@ -350,3 +354,25 @@ def test_threshold_writes_a_mask_per_threshold_from_segments_scores(tmp_path, ca
                        "--out", str(tmp_path / "n"))
     assert code == 2 and "t_seg.mrc holds int8 values, not scores" in err
     assert not (tmp_path / "n").exists() or list((tmp_path / "n").iterdir()) == []
+
+
+def test_segment_writes_the_uncertainty_and_masks_at_extra_thresholds(tmp_path, capsys, membrain_tiny_ckpt):
+    source = _tomogram(tmp_path, "t.mrc", shape=(40, 64, 64))
+    out = tmp_path / "o"
+    code, _, err = run(capsys, "segment", str(source), "--model", str(membrain_tiny_ckpt), "--out", str(out),
+                       "--window", "64", "--uncertainty", "--extra-threshold", "-0.5,1", "--scores", "--no-preview")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["t_scores.mrc", "t_seg.mrc", "t_seg_t-0.5.mrc", "t_seg_t1.mrc",
+                                                     "t_uncertainty.mrc"]
+    scores = read_volume(out / "t_scores.mrc").data
+    np.testing.assert_array_equal(read_volume(out / "t_seg_t-0.5.mrc").data, scores > -0.5)
+    uncertainty = read_volume(out / "t_uncertainty.mrc")
+    assert uncertainty.data.dtype == np.float32 and 0 <= uncertainty.data.min() and uncertainty.data.max() <= 2 / 7
+    assert uncertainty.voxel_size == pytest.approx((10.0,) * 3) and uncertainty.origin == pytest.approx((5.0, 6.0, 7.0))
+    code, _, err = run(capsys, "segment", str(source), "--model", str(membrain_tiny_ckpt), "--out",
+                       str(tmp_path / "n"), "--uncertainty", "--no-tta")
+    assert code == 2 and err.count("\n") == 1 and "turn test-time augmentation (tta) on" in err
+    assert not (tmp_path / "n").exists() or list((tmp_path / "n").iterdir()) == []
+    code, _, err = run(capsys, "segment", str(source), "--model", str(membrain_tiny_ckpt), "--out",
+                       str(tmp_path / "n"), "--extra-threshold", "half")
+    assert code == 2 and "extra_thresholds: 'half' is not a number" in err

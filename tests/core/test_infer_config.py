@@ -92,3 +92,53 @@ def test_the_contract_loads_no_torch():
 def test_bad_inference_options_are_config_errors(kwargs, words):
     with pytest.raises(ConfigError, match=words):
         InferenceConfig(**kwargs)
+
+
+@pytest.mark.parametrize(("given", "kept"), [
+    ((), ()),
+    ("0.5, 1.5", (0.5, 1.5)),
+    ("  -1 2;3  ", (-1.0, 2.0, 3.0)),
+    ([1, "2.5", 1.0], (1.0, 2.5)),  # repeats once, order kept
+    (["0.5,1", 2], (0.5, 1.0, 2.0)),
+    (0.25, (0.25,)),
+    ("", ()),
+])
+def test_extra_thresholds_are_numbers_or_text_of_numbers(given, kept):
+    options = segment_options(extra_thresholds=given)
+    assert options.outputs.extra_thresholds == kept
+    assert SegmentOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
+
+
+@pytest.mark.parametrize(("given", "words"), [
+    ("0.5, high", ("extra_thresholds", "'high' is not a number")),
+    ([float("inf")], ("extra_thresholds=inf", "finite")),
+    ([True], ("extra_thresholds=True",)),
+    ({"t": 1}, ("list of numbers",)),
+    ("0.1 0.1000000001", ("would write one mask file", "first 6 digits")),
+])
+def test_bad_extra_thresholds_name_the_option_and_the_fix(given, words):
+    with pytest.raises(ConfigError) as caught:
+        segment_options(extra_thresholds=given)
+    for word in words:
+        assert word in str(caught.value), str(caught.value)
+
+
+def test_uncertainty_is_an_output_that_needs_tta():
+    outputs = segment_options(uncertainty=True).outputs
+    assert outputs.kinds == ("mask", "uncertainty", "preview") and outputs.smooth_uncertainty is True
+    with pytest.raises(ConfigError, match="spread of the test-time-augmentation copies, but tta is off; turn "
+                                          r"test-time augmentation \(tta\) on, or uncertainty off"):
+        segment_options(uncertainty=True, tta=False)
+    assert segment_options(uncertainty=False, smooth_uncertainty=False, tta=False).outputs.kinds == ("mask", "preview")
+
+
+def test_every_output_path_is_named_by_the_naming_module(tmp_path):
+    from bilayer.io.naming import output_name, threshold_mask_name
+
+    outputs = OutputOptions(scores=True, uncertainty=True, extra_thresholds=(1.5, -2.0), preview=False)
+    paths = outputs.paths("data/TS_1.mrc", tmp_path)
+    assert list(paths) == ["mask", "scores", "uncertainty", "mask_t1.5", "mask_t-2"]
+    assert paths["uncertainty"] == tmp_path / output_name("TS_1.mrc", "uncertainty")
+    assert paths["uncertainty"].name == "TS_1_uncertainty.mrc"
+    assert paths["mask_t1.5"].name == threshold_mask_name("TS_1_scores.mrc", 1.5) == "TS_1_seg_t1.5.mrc"
+    assert outputs.extra_mask_kinds == {1.5: "mask_t1.5", -2.0: "mask_t-2"}

@@ -116,20 +116,12 @@ def test_a_fitted_window_predicts_as_that_window_would(membrain_tiny_ckpt, shape
     assert np.array_equal(fit, fixed) is (fitted == 64)
 
 
-@pytest.mark.parametrize("tta_grid", ["membrain", "window"])
-def test_tta_on_an_asymmetric_grid_reproduces_membrain_seg_whole_volume_mirroring(membrain_tiny_ckpt, tta_grid):
-    """MemBrain-seg mirrors the tomogram, then places windows (MONAI) on it; on x = 112 with
-    windows of 64 at half overlap its mirrored grid (0, 16, 48) differs from the plain (0, 32, 48)."""
+def _membrain_passes(ckpt, volume: Volume, roi: int = 64) -> np.ndarray:
+    """MemBrain-seg's TTA: the standardised tomogram mirrored 8 times, each through MONAI's sliding
+    window (gaussian, half overlap), flipped back: (8, z, y, x)."""
     from monai.inferers import sliding_window_inference
 
-    from bilayer.infer import mirror_symmetric
-
-    volume = random_volume((64, 64, 112), seed=6)
-    assert not mirror_symmetric(volume.shape, (64,) * 3, 0.5)
-    config = InferenceConfig(window=64, **{**EXACT, "tta": True, "tta_grid": tta_grid})
-    scores = segment_volume(volume, Predictor.from_checkpoint(membrain_tiny_ckpt, config),
-                     outputs=OutputOptions(scores=True)).scores.data
-    network = load_checkpoint(membrain_tiny_ckpt).network
+    network = load_checkpoint(ckpt).network
     data = volume.data.astype(np.float64)
     standard = ((data - data.mean()) / data.std()).astype(np.float32)
 
@@ -140,12 +132,52 @@ def test_tta_on_an_asymmetric_grid_reproduces_membrain_seg_whole_volume_mirrorin
     with torch.no_grad():
         for axes in MIRROR_AXES:
             flipped = torch.from_numpy(np.ascontiguousarray(np.flip(standard, axes) if axes else standard))
-            out = sliding_window_inference(flipped[None, None], (64,) * 3, 1, xyz_network, overlap=0.5,
+            out = sliding_window_inference(flipped[None, None], (roi,) * 3, 1, xyz_network, overlap=0.5,
                                            mode="gaussian")[0, 0].numpy()
             passes.append(np.flip(out, axes) if axes else out)
-    expected = np.mean(passes, axis=0)
+    return np.array(passes)
+
+
+@pytest.mark.parametrize("tta_grid", ["membrain", "window"])
+def test_tta_on_an_asymmetric_grid_reproduces_membrain_seg_whole_volume_mirroring(membrain_tiny_ckpt, tta_grid):
+    """MemBrain-seg mirrors the tomogram, then places windows (MONAI) on it; on x = 112 with
+    windows of 64 at half overlap its mirrored grid (0, 16, 48) differs from the plain (0, 32, 48)."""
+    from bilayer.infer import mirror_symmetric
+
+    volume = random_volume((64, 64, 112), seed=6)
+    assert not mirror_symmetric(volume.shape, (64,) * 3, 0.5)
+    config = InferenceConfig(window=64, **{**EXACT, "tta": True, "tta_grid": tta_grid})
+    scores = segment_volume(volume, Predictor.from_checkpoint(membrain_tiny_ckpt, config),
+                     outputs=OutputOptions(scores=True)).scores.data
+    expected = np.mean(_membrain_passes(membrain_tiny_ckpt, volume), axis=0)
     if tta_grid == "membrain":
         np.testing.assert_allclose(scores, expected, atol=1e-4)
     else:  # each window mirrored in place: close, but not MemBrain-seg's numbers
         assert np.abs(scores - expected).max() > 1e-3
         assert np.abs(scores - expected).max() < 0.5 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 112), (64, 80, 64)])  # an asymmetric grid, a symmetric one
+def test_the_raw_uncertainty_is_membrain_segs_variance_map(membrain_tiny_ckpt, shape):
+    """torch.var (n - 1) over the sigmoid of MemBrain-seg's 8 passes, as its --store-uncertainty-map
+    computes it before smoothing; the scores stay the passes' mean."""
+    from bilayer.infer import SlabCollector
+
+    volume = random_volume(shape, seed=7)
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, **{**EXACT, "tta": True}))
+    scores, spread = SlabCollector(shape), SlabCollector(shape)
+    predictor.predict(volume, emit=scores, uncertainty=spread)
+    passes = _membrain_passes(membrain_tiny_ckpt, volume)
+    expected = torch.var(torch.sigmoid(torch.from_numpy(passes)), dim=0).numpy()
+    np.testing.assert_allclose(spread.scores, expected, atol=2e-5)
+    assert expected.max() > 100 * 2e-5  # the copies really disagree somewhere
+    np.testing.assert_allclose(scores.scores, passes.mean(axis=0), atol=1e-4)
+
+
+def test_uncertainty_without_tta_is_refused_before_any_work(membrain_tiny_ckpt):
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, **EXACT))
+    calls = []
+    with pytest.raises(ConfigError, match="turn test-time augmentation"):
+        predictor.predict(random_volume((64, 64, 64)), emit=lambda *a: calls.append(a),
+                          uncertainty=lambda *a: calls.append(a))
+    assert calls == []

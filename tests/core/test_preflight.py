@@ -135,3 +135,36 @@ def test_a_voxel_size_per_tomogram_replaces_only_that_header(tmp_path, predictor
     assert [p.volume.isotropic_voxel_size for p in plans] == [10.0, 14.0]
     with pytest.raises(PreflightError, match="unset.mrc: header voxel size 1 Å"):
         plan_segmentation([unset, fine], tmp_path, predictor, OutputOptions(), voxel_size=[None, 10.0])
+
+
+def test_uncertainty_and_extra_masks_are_named_counted_and_checked_first(tmp_path, membrain_tiny_ckpt, monkeypatch):
+    import shutil
+    import tempfile
+    from collections import namedtuple
+
+    with_tta = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64), "cpu")
+    shape, voxels = (40, 48, 56), 40 * 48 * 56  # one 64³ window, padded evenly: a mirror-symmetric grid
+    source = _tomo(tmp_path, "t.mrc", shape)
+    outputs = OutputOptions(uncertainty=True, extra_thresholds="1.5, -0.5", preview=False)
+    (plan,) = plan_segmentation([source], tmp_path / "a", with_tta, outputs, memory=None)
+    assert list(plan.outputs) == ["mask", "uncertainty", "mask_t1.5", "mask_t-0.5"]
+    assert [p.name for p in plan.outputs.values()] == ["t_seg.mrc", "t_uncertainty.mrc", "t_seg_t1.5.mrc",
+                                                       "t_seg_t-0.5.mrc"]
+    assert plan.output_bytes == output_bytes(shape, ["mask", "uncertainty"]) + 2 * (1024 + voxels)
+    assert plan.temporary_bytes == 3 * 4 * voxels  # the passes' sums, running means and squares
+    assert plan.memory_bytes == memory_estimate(shape, plan.windows, with_tta, outputs=outputs)
+    (plain,) = plan_segmentation([source], tmp_path / "a", with_tta, OutputOptions(preview=False), memory=None)
+    assert plain.temporary_bytes == 0 and plain.memory_bytes < plan.memory_bytes  # mirrored window by window
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "t_seg_t-0.5.mrc").write_bytes(b"mine")
+    with pytest.raises(PreflightError, match="t_seg_t-0.5.mrc already exists"):
+        plan_segmentation([source], tmp_path / "a", with_tta, outputs)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(0, 0, 10**6 if str(path) == str(scratch) else 10**12))
+    with pytest.raises(PreflightError, match=r"scratch: test-time augmentation passes need a temporary file .* "
+                                             r"set TMPDIR"):
+        plan_segmentation([source], tmp_path / "b", with_tta, outputs)
+    plan_segmentation([source], tmp_path / "b", with_tta, OutputOptions(extra_thresholds=(1.0,)))  # no passes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -47,3 +49,48 @@ def test_the_mask_is_the_scores_above_the_threshold_and_post_processing_follows_
     plain = segment_volume(volume, predictor)
     np.testing.assert_array_equal(plain.mask.data, mask)
     assert plain.scores is None and plain.components is None and plain.skeleton is None
+
+
+def test_uncertainty_and_extra_masks_stream_to_files_as_in_memory(tmp_path, membrain_tiny_ckpt):
+    """With TTA: the uncertainty map (MemBrain-seg's smoothing of the raw variance, streamed) and one
+    mask per extra threshold, written with the other outputs and the input's geometry."""
+    from bilayer.infer import smooth_uncertainty
+
+    volume = random_volume((64, 64, 70), voxel_size=(12.0, 12.0, 12.0), origin=(1.0, 2.0, 3.0), seed=4)
+    source = write_volume(tmp_path / "tomo.mrc", volume)
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, InferenceConfig(window=64, **{**EXACT, "tta": True}))
+    outputs = OutputOptions(scores=True, uncertainty=True, extra_thresholds=(0.5, -1.0), preview=False)
+    report = segment_file(source, tmp_path / "out", predictor, outputs=outputs)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "tomo_scores.mrc", "tomo_seg.mrc", "tomo_seg_t-1.mrc", "tomo_seg_t0.5.mrc", "tomo_uncertainty.mrc"]
+    assert report.outputs == outputs.paths(source, tmp_path / "out")
+    raw = segment_volume(read_volume(source), predictor, outputs=replace(outputs, smooth_uncertainty=False))
+    scores = read_volume(report.outputs["scores"]).data
+    np.testing.assert_array_equal(scores, raw.scores.data)
+    for t, kind in outputs.extra_mask_kinds.items():
+        written = read_volume(report.outputs[kind])
+        np.testing.assert_array_equal(written.data, (scores > t).astype(np.int8))
+        np.testing.assert_array_equal(raw.extra_masks[t].data, written.data)
+        assert written.voxel_size == pytest.approx(volume.voxel_size) and written.origin == pytest.approx(volume.origin)
+    uncertainty = read_volume(report.outputs["uncertainty"])
+    assert uncertainty.data.dtype == np.float32 and uncertainty.origin == pytest.approx(volume.origin)
+    assert uncertainty.voxel_size == pytest.approx(volume.voxel_size)
+    mask = read_volume(report.outputs["mask"]).data > 0
+    np.testing.assert_array_equal(uncertainty.data, smooth_uncertainty(raw.uncertainty.data, mask))
+    assert 0 < raw.uncertainty.data.max() <= 2 / 7 and raw.uncertainty.data.min() >= 0
+    assert raw.uncertainty.voxel_size == volume.voxel_size and raw.uncertainty.origin == volume.origin
+
+
+def test_uncertainty_leaves_the_scores_of_membrain_seg_passes_untouched(membrain_tiny_ckpt):
+    """Where MemBrain-seg's mirrored windows differ (x = 112), the passes run either way: same bytes;
+    where they coincide, the per-window average and the passes' mean agree to float32 rounding."""
+    config = InferenceConfig(window=64, **{**EXACT, "tta": True})
+    predictor = Predictor.from_checkpoint(membrain_tiny_ckpt, config)
+    for shape, same_bytes in (((64, 64, 112), True), ((64, 64, 64), False)):
+        volume = random_volume(shape, seed=5)
+        plain = segment_volume(volume, predictor, outputs=OutputOptions(scores=True)).scores.data
+        spread = segment_volume(volume, predictor, outputs=OutputOptions(scores=True, uncertainty=True)).scores.data
+        if same_bytes:
+            np.testing.assert_array_equal(spread, plain)
+        else:
+            np.testing.assert_allclose(spread, plain, atol=1e-5)

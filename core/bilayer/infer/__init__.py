@@ -1,7 +1,7 @@
 """Inference: segmentation options (:mod:`~bilayer.infer.config`), window placement (``grid``),
 window reads (``windows``), Gaussian blending and slab emission (``blend``), mirror test-time
-augmentation (``tta``, ``passes``), the :class:`Predictor`, pre-flight checks (``preflight``) and
-whole-tomogram segmentation (``segmentation``).
+augmentation (``tta``, ``passes``) and its spread (``uncertainty``), the :class:`Predictor`,
+pre-flight checks (``preflight``) and whole-tomogram segmentation (``segmentation``).
 
 Names load on first use (PEP 562), so importing :mod:`bilayer.infer.config` for its defaults
 (as the command line does) does not load torch.
@@ -20,6 +20,9 @@ _HOMES = {
     "TtaGrid": "config",
     "segment_options": "config",
     "PassAccumulator": "passes",
+    "mirrored_passes": "passes",
+    "UncertaintySmoother": "uncertainty",
+    "smooth_uncertainty": "uncertainty",
     "WindowGrid": "grid",
     "fit_window": "grid",
     "mirror_symmetric": "grid",

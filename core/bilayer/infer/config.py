@@ -13,16 +13,27 @@ import dataclasses
 import enum
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
+
+import numpy as np
 
 from bilayer import checks
 from bilayer.errors import ConfigError
+from bilayer.io.naming import output_name, output_paths, threshold_mask_name
 from bilayer.settings import merged_config, plain_values
 
-__all__ = ["InferenceConfig", "OutputOptions", "Padding", "Precision", "SegmentOptions", "TtaGrid", "segment_options"]
+__all__ = ["UNCERTAINTY_NEEDS_TTA", "InferenceConfig", "OutputOptions", "Padding", "Precision", "SegmentOptions",
+           "TtaGrid", "segment_options"]
+
+#: Why uncertainty without test-time augmentation is refused, and the fix.
+UNCERTAINTY_NEEDS_TTA = ("uncertainty is the spread of the test-time-augmentation copies, but tta is off; turn "
+                         "test-time augmentation (tta) on, or uncertainty off")
 
 _WINDOW_MULTIPLE = 32  # five 2× down-samplings in the U-Net
+_SEPARATORS = re.compile(r"[\s,;]+")  # between thresholds given as text
 
 
 class Precision(str, enum.Enum):
@@ -134,6 +145,15 @@ class OutputOptions:
         components: label connected membranes (26-connectivity), 1 = the largest.
         min_size: drop membranes smaller than this many voxels from the components.
         skeleton: MemBrain-seg's one-voxel surface skeleton of the mask.
+        uncertainty: the spread of the test-time-augmentation copies, ``<stem>_uncertainty.mrc``
+            (float32): the sample variance of the membrane probability over the mirrored copies,
+            as MemBrain-seg's ``--store-uncertainty-map`` (:mod:`bilayer.infer.uncertainty`).
+            Needs TTA.
+        smooth_uncertainty: MemBrain-seg's processing of that map: mask voxels take the value of
+            the nearest voxel of the mask's core, then a 5×5 median in each z section; off: the raw
+            variance.
+        extra_thresholds: more masks from the same scores, ``<stem>_seg_t<t>.mrc`` per threshold
+            (logits), as ``bilayer threshold`` writes them; numbers, or text such as ``"0.5, 1.5"``.
         preview: a PNG of central slices with the mask (files only).
     """
 
@@ -141,19 +161,39 @@ class OutputOptions:
     components: bool = False
     min_size: int = 0
     skeleton: bool = False
+    uncertainty: bool = False
+    smooth_uncertainty: bool = True
+    extra_thresholds: tuple[float, ...] = ()
     preview: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("scores", "components", "skeleton", "preview"):
+        for name in ("scores", "components", "skeleton", "uncertainty", "smooth_uncertainty", "preview"):
             object.__setattr__(self, name, checks.flag(name, getattr(self, name)))
         object.__setattr__(self, "min_size", checks.number("min_size", self.min_size, 0, integer=True))
+        object.__setattr__(self, "extra_thresholds", _thresholds("extra_thresholds", self.extra_thresholds))
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        """The output kinds written per tomogram (see :mod:`bilayer.io.naming`), mask first."""
+        """The output kinds written per tomogram (see :mod:`bilayer.io.naming`), mask first; the
+        masks at :attr:`extra_thresholds` are :attr:`extra_mask_kinds`."""
         wanted = {"mask": True, "scores": self.scores, "components": self.components,
-                  "skeleton": self.skeleton, "preview": self.preview}
+                  "skeleton": self.skeleton, "uncertainty": self.uncertainty, "preview": self.preview}
         return tuple(kind for kind, on in wanted.items() if on)
+
+    @property
+    def extra_mask_kinds(self) -> dict[float, str]:
+        """``{threshold: key}`` of the masks at :attr:`extra_thresholds` in :meth:`paths` (``mask_t1.5``)."""
+        return {t: f"mask_t{t:g}" for t in self.extra_thresholds}
+
+    def paths(self, source: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:
+        """Every file a segmentation of ``source`` writes into ``out_dir``, by kind (:attr:`kinds`,
+        then :attr:`extra_mask_kinds`); names from :mod:`bilayer.io.naming`, the extra masks named
+        as ``bilayer threshold`` names them from the scores file."""
+        paths = output_paths(source, out_dir, self.kinds)
+        scores = output_name(source, "scores")
+        for t, kind in self.extra_mask_kinds.items():
+            paths[kind] = Path(out_dir) / threshold_mask_name(scores, t)
+        return paths
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
@@ -163,6 +203,38 @@ class OutputOptions:
     def from_dict(cls, data: Mapping[str, Any]) -> OutputOptions:
         """The options from :meth:`to_dict`'s output or a user's mapping; missing keys take defaults."""
         return cls(**checks.known_keys(cls, data, "output option"))
+
+
+def _thresholds(name: str, value: Any) -> tuple[float, ...]:
+    """``value`` (numbers, or text of numbers separated by commas or spaces, or a sequence of
+    either) as a tuple of finite thresholds, repeats dropped, order kept.
+
+    Raises:
+        ConfigError: a value that is no number, or two thresholds whose masks get one file name.
+    """
+    items = [value] if isinstance(value, (str, int, float, np.number)) else value
+    if not isinstance(items, (Sequence, np.ndarray)):
+        raise ConfigError(f"{name}={value!r} must be a list of numbers, or text such as '0.5, 1.5'")
+    found: list[float] = []
+    for item in items:
+        for part in _SEPARATORS.split(item.strip()) if isinstance(item, str) else [item]:
+            if part == "":
+                continue
+            try:
+                number = float(part) if isinstance(part, str) else part
+            except ValueError:
+                raise ConfigError(f"{name}: {part!r} is not a number; give thresholds (logits) such as "
+                                  "'0.5, 1.5'") from None
+            found.append(checks.number(name, number))
+    kept = tuple(dict.fromkeys(found))
+    names: dict[str, float] = {}
+    for t in kept:
+        named = threshold_mask_name("t", t)
+        if named in names:
+            raise ConfigError(f"{name}: thresholds {names[named]!r} and {t!r} would write one mask file; give "
+                              "thresholds that differ in their first 6 digits")
+        names[named] = t
+    return kept
 
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -179,7 +251,8 @@ class SegmentOptions:
         device: ``auto`` (the first GPU if there is one), ``cpu``, ``cuda`` or ``cuda:N``.
         voxel_size: Å for every tomogram, replacing the headers'; ``None``: the headers'.
         inference: windows, TTA, precision, threshold (:class:`InferenceConfig`).
-        outputs: scores, components, skeleton, preview (:class:`OutputOptions`).
+        outputs: scores, components, skeleton, uncertainty, extra thresholds, preview
+            (:class:`OutputOptions`).
     """
 
     model: str | None = None
@@ -201,6 +274,8 @@ class SegmentOptions:
         if not isinstance(self.inference, InferenceConfig) or not isinstance(self.outputs, OutputOptions):
             raise ConfigError("inference and outputs must be an InferenceConfig and an OutputOptions; "
                               "use SegmentOptions.from_dict for plain settings")
+        if self.outputs.uncertainty and not self.inference.tta:
+            raise ConfigError(UNCERTAINTY_NEEDS_TTA)
 
     @staticmethod
     def names() -> tuple[str, ...]:

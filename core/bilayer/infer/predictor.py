@@ -26,9 +26,9 @@ import torch
 from bilayer.device import cpu_has_native_bfloat16, resolve_device
 from bilayer.errors import ConfigError
 from bilayer.infer.blend import EmitFn, ProgressFn, blend_windows
-from bilayer.infer.config import InferenceConfig, Precision, TtaGrid
+from bilayer.infer.config import UNCERTAINTY_NEEDS_TTA, InferenceConfig, Precision, TtaGrid
 from bilayer.infer.grid import fit_window, mirror_symmetric
-from bilayer.infer.passes import PassAccumulator
+from bilayer.infer.passes import mirrored_passes
 from bilayer.infer.tta import MIRROR_AXES, with_mirroring
 from bilayer.io.volume import Volume
 from bilayer.model.checkpoint import LoadedModel, read_checkpoint
@@ -104,28 +104,51 @@ class Predictor:
         """The dtype of the forward pass actually used."""
         return self._dtype
 
-    def predict(self, volume: Volume, *, emit: EmitFn, progress: ProgressFn | None = None) -> None:
+    def predict(self, volume: Volume, *, emit: EmitFn, progress: ProgressFn | None = None,
+                uncertainty: EmitFn | None = None) -> None:
         """Score ``volume`` and pass the scores (float32 logits) slab by slab to ``emit``.
+
+        Args:
+            volume: the tomogram.
+            emit: receives ``(z_start, scores)`` slabs in z order.
+            progress: ``(windows done, windows total)`` after each batch.
+            uncertainty: receives the raw uncertainty (:mod:`bilayer.infer.uncertainty`) of each
+                slab right after ``emit`` received its scores; the mirrored copies then run as
+                one pass each (:func:`~bilayer.infer.passes.mirrored_passes`), whose mean equals
+                the per-window average up to float32 rounding. Needs TTA.
 
         Raises:
             VoxelSizeError: the voxels are not cubic.
             InputFileError: the tomogram is constant.
+            ConfigError: ``uncertainty`` without TTA.
         """
+        config = self.config
+        if uncertainty is not None and not config.tta:
+            raise ConfigError(UNCERTAINTY_NEEDS_TTA)
         name = str(volume.path) if volume.path else "the tomogram"
         norm = standardisation(volume.data, name=name)
         roi, predict_fn = self._window_predictor(self.window_plan(volume.shape, volume.isotropic_voxel_size))
-        blend = functools.partial(blend_windows, volume.data, roi=(roi,) * 3, overlap=self.config.overlap,
-                                  normalise=(norm.offset, norm.scale), padding=self.config.padding)
-        config = self.config
+        blend = functools.partial(blend_windows, volume.data, roi=(roi,) * 3, overlap=config.overlap,
+                                  normalise=(norm.offset, norm.scale), padding=config.padding)
+        passes = self.tta_passes(volume.shape, roi, uncertainty=uncertainty is not None)
         if not config.tta:
             blend(predict_fn, emit=emit, batch_size=config.batch_size, progress=progress)
-        elif config.tta_grid is TtaGrid.WINDOW or mirror_symmetric(volume.shape, (roi,) * 3, config.overlap):
+        elif not passes:
             blend(with_mirroring(predict_fn, max_batch=config.batch_size), emit=emit, batch_size=1, progress=progress)
-        else:  # MemBrain-seg's windows on each mirrored tomogram: one pass per mirroring, averaged
-            with PassAccumulator(volume.shape, len(MIRROR_AXES), emit) as passes:
-                for index, axes in enumerate(MIRROR_AXES):
-                    blend(with_mirroring(predict_fn, (axes,)), emit=passes.emitter(index), grid_mirror=axes,
-                          batch_size=config.batch_size, progress=_pass_progress(progress, index, len(MIRROR_AXES)))
+        else:  # one pass per mirroring, averaged (MemBrain-seg's windows on each mirrored tomogram with its grid)
+            mirrored_passes(blend, predict_fn, shape=volume.shape, emit=emit, spread=uncertainty,
+                            mirror_grid=config.tta_grid is TtaGrid.MEMBRAIN, batch_size=config.batch_size,
+                            progress=progress)
+
+    def tta_passes(self, shape: tuple[int, ...], roi: int, *, uncertainty: bool = False) -> int:
+        """How many blended passes through a temporary file predicting a tomogram of ``shape``
+        with windows of ``roi`` voxels takes: 0 where the mirrored copies are averaged window by
+        window (or there is no TTA), else one per mirroring."""
+        config = self.config
+        if not config.tta:
+            return 0
+        per_window = config.tta_grid is TtaGrid.WINDOW or mirror_symmetric(shape, (roi,) * 3, config.overlap)
+        return len(MIRROR_AXES) if uncertainty or not per_window else 0
 
     def window_plan(self, shape: tuple[int, ...], voxel_size: float) -> WindowPlan:
         """The windows for a tomogram of ``shape`` at ``voxel_size`` Å (no work done)."""
@@ -159,13 +182,6 @@ class Predictor:
         if self.info.axis_order == "xyz":
             out = out.permute(0, 1, 4, 3, 2)
         return out.float().cpu().contiguous()
-
-
-def _pass_progress(progress: ProgressFn | None, index: int, passes: int) -> ProgressFn | None:
-    """Progress of pass ``index`` reported as progress over all passes."""
-    if progress is None:
-        return None
-    return lambda done, total: progress(index * total + done, passes * total)
 
 
 def _compute_dtype(precision: Precision, device: torch.device) -> torch.dtype:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -21,7 +22,10 @@ from typing import TYPE_CHECKING, Sequence
 from bilayer.errors import BilayerError, PreflightError
 from bilayer.infer.blend import slab_buffer_bytes
 from bilayer.infer.config import OutputOptions
-from bilayer.io import Volume, check_output_path, output_paths, read_tomogram
+from bilayer.infer.grid import WindowGrid
+from bilayer.infer.passes import temporary_bytes
+from bilayer.infer.uncertainty import smoothing_bytes
+from bilayer.io import Volume, check_output_path, read_tomogram
 from bilayer.io.volume import PLAUSIBLE_VOXEL_SIZE, check_plausible_voxel_size
 
 if TYPE_CHECKING:
@@ -39,6 +43,7 @@ _PREVIEW_BYTES = 4 * 1024**2
 _DISK_MARGIN = 64 * 1024**2
 #: Bytes per voxel of each output kind (components: uint16 labels).
 _BYTES_PER_VOXEL = {"mask": 1, "scores": 4, "components": 2, "skeleton": 1, "uncertainty": 4}
+_PASS_SLAB_COPIES = 8  # float32 slabs a pass's running sums take while one slab is updated (read, computed, new)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class TomogramPlan:
     windows: WindowPlan
     memory_bytes: int
     output_bytes: int
+    temporary_bytes: int = 0
+    """Bytes of the temporary file of test-time augmentation passes (0: none)."""
 
     @property
     def source(self) -> Path:
@@ -75,14 +82,16 @@ def check_voxel_size(volume: Volume, predictor: Predictor, *, given: bool) -> No
 
 
 def memory_estimate(shape: Sequence[int], windows: WindowPlan, predictor: Predictor, *,
-                    scores_in_memory: bool = False) -> int:
+                    scores_in_memory: bool = False, outputs: OutputOptions | None = None) -> int:
     """Peak bytes of host memory segmenting a tomogram of ``shape`` is expected to take.
 
     The process with torch and the weights, the score slabs (:func:`slab_buffer_bytes`), the windows
     held (the batch, its prefetched successor, the predictions and their weighted copies, the eight
     mirrored copies with TTA, the resampled windows), and on the CPU the network's forward pass,
     measured for Bilayer's lean network as about 3.5 bytes per voxel, first-level channel and byte
-    of the compute dtype.
+    of the compute dtype. With ``outputs`` asking for uncertainty: the running sums of the passes
+    per slab and the smoothing (:func:`~bilayer.infer.uncertainty.smoothing_bytes`); in memory
+    (``scores_in_memory``) also the uncertainty map and the masks at extra thresholds.
     """
     batch = predictor.config.batch_size
     roi_bytes = 4 * windows.roi**3
@@ -96,17 +105,35 @@ def memory_estimate(shape: Sequence[int], windows: WindowPlan, predictor: Predic
                       * windows.window**3 * batch)
     slabs = slab_buffer_bytes(shape, (windows.roi,) * 3, predictor.config.overlap)
     scores = 4 * math.prod(shape) if scores_in_memory else 0
-    return _PROCESS_BYTES + predictor.weight_bytes + held + network + slabs + scores
+    return _PROCESS_BYTES + predictor.weight_bytes + held + network + slabs + scores + \
+        _output_memory(shape, windows, predictor, outputs, scores_in_memory)
+
+
+def _output_memory(shape: Sequence[int], windows: WindowPlan, predictor: Predictor, outputs: OutputOptions | None,
+                   in_memory: bool) -> int:
+    """Bytes the uncertainty (and, in memory, the extra masks) add to a segmentation."""
+    if outputs is None:
+        return 0
+    voxels = math.prod(shape)
+    need = voxels * len(outputs.extra_thresholds) if in_memory else 0
+    if outputs.uncertainty:
+        step = min(WindowGrid.plan(shape, (windows.roi,) * 3, predictor.config.overlap).step_z, shape[0])
+        need += _PASS_SLAB_COPIES * 4 * step * shape[1] * shape[2]
+        if outputs.smooth_uncertainty:
+            need += smoothing_bytes(shape, step)
+        if in_memory:
+            need += 4 * voxels
+    return need
 
 
 def check_memory(volume: Volume, windows: WindowPlan, predictor: Predictor, memory: int | None, *,
-                 scores_in_memory: bool = False) -> int:
+                 scores_in_memory: bool = False, outputs: OutputOptions | None = None) -> int:
     """The :func:`memory_estimate` for ``volume``, refused when over ``memory`` bytes (``None``: unknown).
 
     Raises:
         BilayerError: the run cannot fit; the message names the tomogram and the fixes.
     """
-    need = memory_estimate(volume.shape, windows, predictor, scores_in_memory=scores_in_memory)
+    need = memory_estimate(volume.shape, windows, predictor, scores_in_memory=scores_in_memory, outputs=outputs)
     if memory is not None and need > memory:
         how = "in memory " if scores_in_memory else ""
         raise BilayerError(f"{volume.path or 'the tomogram'}: segmenting it {how}needs about {_gb(need)} of memory "
@@ -115,10 +142,12 @@ def check_memory(volume: Volume, windows: WindowPlan, predictor: Predictor, memo
     return need
 
 
-def output_bytes(shape: Sequence[int], kinds: Sequence[str]) -> int:
-    """Bytes the outputs ``kinds`` of a tomogram of ``shape`` take on disk (headers included)."""
+def output_bytes(shape: Sequence[int], kinds: Sequence[str], extra_masks: int = 0) -> int:
+    """Bytes the outputs ``kinds`` (and ``extra_masks`` masks at extra thresholds) of a tomogram of
+    ``shape`` take on disk (headers included)."""
     voxels = math.prod(shape)
-    return sum(_PREVIEW_BYTES if kind == "preview" else 1024 + _BYTES_PER_VOXEL[kind] * voxels for kind in kinds)
+    return sum(_PREVIEW_BYTES if kind == "preview" else 1024 + _BYTES_PER_VOXEL[kind] * voxels for kind in kinds) + \
+        extra_masks * (1024 + _BYTES_PER_VOXEL["mask"] * voxels)
 
 
 def available_memory() -> int | None:
@@ -199,30 +228,44 @@ def _plan_one(source: Path, folder: Path, predictor: Predictor, outputs: OutputO
               overwrite: bool, inputs: Sequence[str | os.PathLike], memory: int | None) -> TomogramPlan:
     volume = read_tomogram(source, voxel_size=voxel_size)
     check_voxel_size(volume, predictor, given=voxel_size is not None)
-    paths = output_paths(source, folder, outputs.kinds)
+    paths = outputs.paths(source, folder)
     for path in paths.values():
         check_output_path(path, overwrite=overwrite, protect=inputs)
     windows = predictor.window_plan(volume.shape, volume.isotropic_voxel_size)
-    need = check_memory(volume, windows, predictor, memory)
-    return TomogramPlan(volume, paths, windows, need, output_bytes(volume.shape, outputs.kinds))
+    need = check_memory(volume, windows, predictor, memory, outputs=outputs)
+    passes = predictor.tta_passes(volume.shape, windows.roi, uncertainty=outputs.uncertainty)
+    return TomogramPlan(volume, paths, windows, need, output_bytes(volume.shape, outputs.kinds,
+                                                                   len(outputs.extra_thresholds)),
+                        temporary_bytes(volume.shape, outputs.uncertainty) if passes else 0)
 
 
 def _disk_problems(plans: Sequence[TomogramPlan]) -> list[str]:
-    """A line per output folder whose disk cannot take the outputs planned there."""
+    """A line per output folder whose disk cannot take the outputs planned there, and one if the
+    temporary folder cannot take the largest temporary file of TTA passes (one exists at a time)."""
     need: dict[Path, int] = {}
     for plan in plans:
         folder = next(iter(plan.outputs.values())).parent
         need[folder] = need.get(folder, 0) + plan.output_bytes
     problems = []
     for folder, size in need.items():
-        try:
-            free = shutil.disk_usage(folder).free
-        except OSError:
-            continue
-        if size + _DISK_MARGIN > free:
+        free = _free_bytes(folder)
+        if free is not None and size + _DISK_MARGIN > free:
             problems.append(f"{folder}: the outputs need about {_gb(size)}, the disk has {_gb(free)} free; free some "
                             "space or choose another output folder (--out)")
+    temporary = max((plan.temporary_bytes for plan in plans), default=0)
+    folder = Path(tempfile.gettempdir())
+    free = _free_bytes(folder) if temporary else None
+    if free is not None and temporary + _DISK_MARGIN > free:
+        problems.append(f"{folder}: test-time augmentation passes need a temporary file of about {_gb(temporary)}, "
+                        f"the disk has {_gb(free)} free; set TMPDIR to a folder with more room")
     return problems
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def _identity(path: Path) -> Path:

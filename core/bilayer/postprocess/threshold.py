@@ -14,16 +14,17 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from bilayer import checks
 from bilayer.errors import ConfigError
-from bilayer.io import Volume, check_output_path, open_volume_writer, output_group, read_volume
+from bilayer.io import OutputGroup, Volume, check_output_path, open_volume_writer, output_group, read_volume
 from bilayer.io.naming import threshold_mask_name
 
-__all__ = ["ThresholdPlan", "ThresholdedMasks", "plan_thresholds", "threshold_scores", "write_thresholds"]
+__all__ = ["ThresholdPlan", "ThresholdWriters", "ThresholdedMasks", "plan_thresholds", "threshold_scores",
+           "write_thresholds"]
 
 _SLAB_BYTES = 64 * 1024**2  # scores read per slab
 
@@ -101,17 +102,54 @@ def write_thresholds(plan: ThresholdPlan, *, overwrite: bool = False) -> Thresho
     volume, paths = plan.volume, plan.paths
     depth, y, x = volume.shape
     per_slab = max(1, _SLAB_BYTES // (4 * y * x))
-    counts = dict.fromkeys(paths, 0)
-    label = f"bilayer threshold {plan.scores.name}"
-    with output_group() as group, contextlib.ExitStack() as stack:
-        writers = {t: stack.enter_context(open_volume_writer(
-            path, volume.shape, np.int8, volume.voxel_size, volume.origin, overwrite=overwrite, protect=[plan.scores],
-            labels=[f"{label} > {t:g}"], group=group)) for t, path in paths.items()}
+    with output_group() as group, ThresholdWriters(paths, volume, label=f"bilayer threshold {plan.scores.name}",
+                                                  group=group, overwrite=overwrite, protect=[plan.scores]) as masks:
         for z in range(0, depth, per_slab):
-            slab = np.asarray(volume.data[z:z + per_slab], dtype=np.float32)
-            for t, writer in writers.items():
-                mask = slab > t
-                counts[t] += int(np.count_nonzero(mask))
-                writer.write(z, mask.astype(np.int8))
+            masks.write(z, np.asarray(volume.data[z:z + per_slab], dtype=np.float32))
     total = math.prod(volume.shape)
-    return ThresholdedMasks(plan.scores, paths, {t: counts[t] / total for t in paths})
+    return ThresholdedMasks(plan.scores, paths, {t: masks.counts[t] / total for t in paths})
+
+
+class ThresholdWriters:
+    """Int8 mask writers, one per threshold, fed with score slabs: the one place that turns scores
+    into masks at other thresholds (``bilayer threshold`` and ``bilayer segment --extra-threshold``).
+
+    A context manager; the files join ``group`` (they appear with the group's other outputs).
+
+    Args:
+        paths: ``{threshold: mask file}``.
+        like: the scores' shape, voxel size and origin (a :class:`Volume`; its data is not read).
+        label: the MRC label (``> t`` is added per mask).
+        group, overwrite, protect: as :func:`~bilayer.io.open_volume_writer`.
+
+    Attributes:
+        counts: membrane voxels written so far, per threshold.
+    """
+
+    def __init__(self, paths: Mapping[float, Path], like: Volume, *, label: str, group: OutputGroup,
+                 overwrite: bool = False, protect: Sequence[str | os.PathLike] = ()) -> None:
+        self._paths, self._like, self._label = dict(paths), like, label
+        self._group, self._overwrite, self._protect = group, overwrite, list(protect)
+        self.counts = dict.fromkeys(self._paths, 0)
+        self._stack = contextlib.ExitStack()
+        self._writers: dict[float, Any] = {}
+
+    def __enter__(self) -> ThresholdWriters:
+        like = self._like
+        with self._stack as stack:
+            self._writers = {t: stack.enter_context(open_volume_writer(
+                path, like.shape, np.int8, like.voxel_size, like.origin, overwrite=self._overwrite,
+                protect=self._protect, labels=[f"{self._label} > {t:g}"], group=self._group))
+                for t, path in self._paths.items()}
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> bool | None:
+        return self._stack.__exit__(*exc)
+
+    def write(self, z_start: int, scores: np.ndarray) -> None:
+        """Write sections ``z_start:z_start + len(scores)`` of every mask: 1 where the score exceeds its threshold."""
+        for t, writer in self._writers.items():
+            mask = scores > t
+            self.counts[t] += int(np.count_nonzero(mask))
+            writer.write(z_start, mask.astype(np.int8))
