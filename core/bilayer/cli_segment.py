@@ -40,7 +40,7 @@ _NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite")
               help="Average the 8 mirrored copies of every window (8x slower, slightly better).")
 @click.option("--tta-grid", type=click.Choice([g.value for g in TtaGrid]), default=_INFER.tta_grid.value,
               show_default=True, help="membrain: MemBrain-seg's mirrored windows (its exact scores); window: mirror "
-              "each window in place (one pass always).")
+              "each window in place (one pass; eight with --uncertainty).")
 @click.option("--window", type=click.IntRange(min=32), default=_INFER.window, show_default=True,
               help="Window edge in the model's voxels, a multiple of 32.")
 @click.option("--fit-window/--fixed-window", default=_INFER.fit_window, show_default=True,

@@ -1,15 +1,16 @@
 """``bilayer-relion-segment``: membrane segmentation as a RELION External job.
 
 For each tomogram of the list given with ``--in_mics`` it writes ``<stem>_seg.mrc`` (int8 0/1,
-with the voxel size from the STAR file) and, on request, scores, components, skeleton and a
-preview, into the job folder, below the input's own folders as RELION's jobs do
+with the voxel size from the STAR file) and, on request, scores, components, skeleton, the
+uncertainty map, masks at extra thresholds and a preview, into the job folder, below the input's
+own folders as RELION's jobs do
 (``Tomograms/job007/tomograms/rec_TS_01.mrc`` → ``External/job012/tomograms/rec_TS_01_seg.mrc``).
-It then writes the input STAR file again with columns naming the outputs
+It then writes the input STAR file again with columns naming the outputs that have one
 (:data:`~bilayer_relion.star.MEMBRANE_COLUMNS`), and the output nodes: that STAR file and every
-mask. A tomogram whose outputs are all there is skipped, so continuing a killed or aborted job
-does the rest. The tomograms to do are checked before the first window (files, voxel sizes,
-memory, disk: a problem fails the job before any work); one that fails during the work leaves
-no outputs and the others go on (the job then ends FAILURE).
+mask (those at extra thresholds too). A tomogram whose outputs are all there is skipped, so
+continuing a killed or aborted job does the rest. The tomograms to do are checked before the
+first window (files, voxel sizes, memory, disk: a problem fails the job before any work); one that
+fails during the work leaves no outputs and the others go on (the job then ends FAILURE).
 
 Options are the engine's (:func:`bilayer.infer.config.segment_options`): each ``--<name>``
 parameter is the option of that name, ``--settings FILE`` reads a JSON or YAML file of them, and
@@ -30,7 +31,7 @@ from bilayer.checks import choices_text
 from bilayer.errors import ConfigError, InputFileError
 from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, SegmentOptions, TtaGrid, \
     segment_options
-from bilayer.io import atomic_open, output_paths
+from bilayer.io import atomic_open
 from bilayer_relion._job import Job, JobFailed, JobParser, Node, NodeType, device_from_gpu, run_program, yes_no
 from bilayer_relion.star import AUTO, MEMBRANE_COLUMNS, ListKind, Tomogram, TomogramList, read_tomogram_list, star_text
 
@@ -92,6 +93,14 @@ def build_parser() -> JobParser:
                  f"[default: {_OUTPUTS.min_size}]")
     p.add_option("skeleton", kind=yes_no, help="Also write <stem>_skeleton.mrc (one-voxel surface skeleton). "
                  f"[default: {_yes(_OUTPUTS.skeleton)}]")
+    p.add_option("uncertainty", kind=yes_no, help="Also write <stem>_uncertainty.mrc: how much the 8 mirrored copies "
+                 "of test-time augmentation disagree (variance of their membrane probabilities, as MemBrain-seg's "
+                 f"uncertainty map); needs tta yes. [default: {_yes(_OUTPUTS.uncertainty)}]")
+    p.add_option("smooth_uncertainty", kind=yes_no, help="MemBrain-seg's smoothing of the uncertainty map (mask "
+                 "voxels take their membrane core's value, then a 5x5 median per section); no: the raw variance. "
+                 f"[default: {_yes(_OUTPUTS.smooth_uncertainty)}]")
+    p.add_option("extra_thresholds", metavar="T,T,...", help="Also write <stem>_seg_t<T>.mrc, the mask at each of "
+                 "these thresholds (logits, e.g. 0.5,1.5), from the same scores. [default: none]")
     p.add_option("preview", kind=yes_no, help=f"Write <stem>_preview.png. [default: {_yes(_OUTPUTS.preview)}]")
     p.add_option("gpu", metavar="ID", help="GPU to use (e.g. 0), or cpu. [default: the first GPU if any, else the CPU]")
     p.add_option("precision", help=f"Arithmetic of the network: {choices_text(Precision)}. "
@@ -125,12 +134,14 @@ def run(args: argparse.Namespace, job: Job) -> list[Node]:
           f"{len(items) - len(todo)} finished before, {len(todo)} to do")
     _segment(todo, options, job)
     star = job.folder / tomograms.source.name
-    columns = {MEMBRANE_COLUMNS[kind]: [str(item.outputs[kind]) for item in items] for kind in items[0].outputs}
+    columns = {MEMBRANE_COLUMNS[kind]: [str(item.outputs[kind]) for item in items]
+               for kind in items[0].outputs if kind in MEMBRANE_COLUMNS}
     with atomic_open(star, overwrite=True, protect=[tomograms.source]) as f:
         f.write(star_text(tomograms.with_columns(columns), tomograms.version).encode())
     print(f"wrote {star}")
     star_type = NodeType.TOMOGRAM_SET if tomograms.kind is ListKind.TOMOGRAM_SET else NodeType.MICROGRAPH_SET
-    return [Node(star, star_type), *(Node(item.outputs["mask"], NodeType.MASK) for item in items)]
+    masks = ("mask", *outputs.extra_mask_kinds.values())
+    return [Node(star, star_type), *(Node(item.outputs[kind], NodeType.MASK) for item in items for kind in masks)]
 
 
 def job_options(args: argparse.Namespace) -> SegmentOptions:
@@ -190,7 +201,7 @@ def _plan(tomograms: TomogramList, job_folder: Path, outputs: OutputOptions) -> 
     items = []
     for tomo in tomograms.tomograms:
         folder = _output_folder(job_folder, tomo.path)
-        items.append(_Item(tomo, folder, output_paths(tomo.path, folder, outputs.kinds)))
+        items.append(_Item(tomo, folder, outputs.paths(tomo.path, folder)))
     seen: dict[Path, str] = {}
     for item in items:
         mask = item.outputs["mask"]

@@ -13,15 +13,15 @@ from functools import lru_cache
 from typing import Any
 
 from bilayer.errors import BilayerError
-from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, TtaGrid
+from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, SegmentOptions, TtaGrid
 from bilayer.io import OUTPUT_SUFFIXES
 from bilayer.preprocess.deconvolve import Frequencies
 from bilayer.preprocess.steps import PreprocessOptions, Step, output_kind, preprocess_options
 from bilayer.train.config import FINETUNE_DEFAULTS, TrainConfig, TrainPrecision
 
-__all__ = ["finetune_overrides", "frequency_grids", "inference", "inference_error", "output_suffix",
-           "outputs", "paddings", "precisions", "preprocess_error", "preprocess_steps", "preprocess_suffix",
-           "preprocessing", "training", "training_error", "training_precisions", "tta_grids"]
+__all__ = ["extra_masks", "finetune_overrides", "frequency_grids", "inference", "inference_error", "output_suffix",
+           "outputs", "outputs_error", "paddings", "precisions", "preprocess_error", "preprocess_steps",
+           "preprocess_suffix", "preprocessing", "training", "training_error", "training_precisions", "tta_grids"]
 
 
 @lru_cache(maxsize=1)
@@ -124,3 +124,25 @@ def preprocess_error(values: dict[str, Any]) -> str | None:
     except BilayerError as e:
         return str(e)
     return None
+
+
+def outputs_error(tta: bool, **values: Any) -> str | None:
+    """The engine's message if these OutputOptions values are invalid, or do not go with ``tta``
+    (uncertainty needs it), else None; extra thresholds may be the form's text."""
+    try:
+        SegmentOptions(inference=InferenceConfig(tta=tta), outputs=OutputOptions(**values))
+    except BilayerError as e:
+        return str(e)
+    return None
+
+
+def extra_masks(source: str, thresholds: Any) -> dict[float, str]:
+    """``{threshold: file name}`` of the masks at extra thresholds (read by the engine from the form's
+    text, e.g. ``"0.5, 1.5"``) that a segmentation of ``source`` writes; empty if the text is invalid
+    (:func:`outputs_error` says why)."""
+    try:
+        options = OutputOptions(extra_thresholds=thresholds or ())
+    except BilayerError:
+        return {}
+    paths = options.paths(source, ".")
+    return {t: paths[kind].name for t, kind in options.extra_mask_kinds.items()}

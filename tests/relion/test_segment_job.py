@@ -256,12 +256,40 @@ def test_every_engine_option_is_a_job_parameter_and_arrives(tmp_path):
             "--fit_window", "no", "--overlap", "0.25", "--tta", "no", "--tta_grid", "window", "--batch_size", "3",
             "--precision", "float32", "--threshold", "0.7", "--rescale", "no", "--rescale_like_membrain", "yes",
             "--padding", "zeros", "--scores", "yes", "--components", "yes", "--min_size", "7", "--skeleton", "yes",
-            "--preview", "no"]
+            "--preview", "no", "--smooth_uncertainty", "no", "--extra_thresholds", "0.5, 1.5"]
     got = job_options(parser.parse_args(argv)).to_dict()
     defaults = SegmentOptions().to_dict()
-    assert all(got[name] != defaults[name] for name in SegmentOptions.names()), got
+    assert got["extra_thresholds"] == [0.5, 1.5]  # the text is the engine's to read
+    unsettable = {"uncertainty"}  # needs TTA, which these parameters turn off: checked on its own below
+    assert all(got[name] != defaults[name] for name in SegmentOptions.names() if name not in unsettable), got
+    assert job_options(parser.parse_args(["--o", "x", "--uncertainty", "yes"])).outputs.uncertainty is True
     assert got["device"] == "cuda:1"
     settings = tmp_path / "s.json"
     settings.write_text('{"window": 128, "threshold": 0.3}')
     got = job_options(parser.parse_args(["--o", "x", "--settings", str(settings), "--threshold", "0.9"]))
     assert got.inference.window == 128 and got.inference.threshold == 0.9
+
+
+def test_uncertainty_and_extra_thresholds_are_written_and_the_masks_are_nodes(project, tomogram_files, tomogram_set,
+                                                                              membrain_tiny_ckpt, capsys):
+    tomograms = tomogram_files(["Tomograms/job007/tomograms/rec_TS_01.mrc"], shape=(40, 64, 64))
+    tomogram_set("Tomograms/job007/tomograms.star", tomograms)
+    assert _segment(membrain_tiny_ckpt, "--tta", "yes", "--uncertainty", "yes", "--extra_thresholds", "1.5,-0.5",
+                    "--scores", "yes", "--preview", "no") == 0
+    folder = Path(JOB, "tomograms")
+    assert sorted(p.name for p in folder.iterdir()) == ["rec_TS_01_scores.mrc", "rec_TS_01_seg.mrc",
+                                                        "rec_TS_01_seg_t-0.5.mrc", "rec_TS_01_seg_t1.5.mrc",
+                                                        "rec_TS_01_uncertainty.mrc"]
+    scores = read_volume(folder / "rec_TS_01_scores.mrc").data
+    for t in (1.5, -0.5):
+        np.testing.assert_array_equal(read_volume(folder / f"rec_TS_01_seg_t{t:g}.mrc").data, scores > t)
+    uncertainty = read_volume(folder / "rec_TS_01_uncertainty.mrc")
+    assert uncertainty.voxel_size == pytest.approx((VOXEL_SIZE,) * 3) and uncertainty.data.dtype == np.float32
+    nodes = starfile.read(Path(JOB, NODES_FILE), always_dict=True)["output_nodes"]
+    assert nodes["rlnPipeLineNodeName"].tolist() == [f"{JOB}/tomograms.star", f"{folder}/rec_TS_01_seg.mrc",
+                                                     f"{folder}/rec_TS_01_seg_t1.5.mrc",
+                                                     f"{folder}/rec_TS_01_seg_t-0.5.mrc"]
+    assert nodes["rlnPipeLineNodeType"].tolist() == [1, 7, 7, 7]
+    assert _segment(membrain_tiny_ckpt, "--tta", "no", "--uncertainty", "yes", "--preview", "no") == EXIT_USAGE
+    assert "turn test-time augmentation (tta) on, or uncertainty off" in capsys.readouterr().err
+    assert _exit_files(Path(JOB)) == {"RELION_JOB_EXIT_FAILURE"}

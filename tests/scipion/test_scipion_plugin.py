@@ -111,7 +111,7 @@ def test_an_engine_that_cannot_start_is_a_failure_naming_the_variable(monkeypatc
 def test_output_names_are_the_engines():
     from bilayer.io import OUTPUT_SUFFIXES
 
-    for kind in ("mask", "scores", "components", "skeleton"):
+    for kind in ("mask", "scores", "components", "skeleton", "uncertainty"):
         assert defaults.output_suffix(kind) == OUTPUT_SUFFIXES[kind]
 
 
@@ -228,10 +228,40 @@ def test_every_engine_option_is_a_parameter_and_reaches_the_engine(tmp_path):
                           ("tta_grid", defaults.tta_grids())):
         getattr(prot, SegmentParam[name.upper()].value).set(1)
         chosen[name] = choices[1]
+    prot.extraThresholds.set("0.5, 1.5")
+    chosen["extra_thresholds"] = [0.5, 1.5]  # the form's text, read by the engine
     got = segment_options_from_args(prot._segmentArgs("TS_1")[1:])
     for name, value in chosen.items():
         assert got.to_dict()[name] == value, name
-    assert set(chosen) == params and got.voxel_size == 14.0 and got.outputs.preview is False
+    assert got.voxel_size == 14.0 and got.outputs.preview is False
+    with_tta = dict(tta=True, uncertainty=True, smooth_uncertainty=not engine.outputs.smooth_uncertainty)
+    for name, value in with_tta.items():  # the uncertainty needs test-time augmentation, off above
+        getattr(prot, SegmentParam[name.upper()].value).set(value)
+    got = segment_options_from_args(prot._segmentArgs("TS_1")[1:]).to_dict()
+    assert {name: got[name] for name in with_tta} == with_tta
+    assert set(chosen) | set(with_tta) == params
+
+
+def test_uncertainty_and_extra_thresholds_become_outputs_named_by_the_engine(tmp_path):
+    from bilayer_scipion.protocols.protocol_segment import SegmentOutput, threshold_output
+
+    source = write_volume(tmp_path / "t.mrc", np.zeros((8, 8, 8), np.float32), voxel_size=10.0)
+    prot = _segment_protocol(tmp_path, str(source), "TS_1")
+    prot.keepUncertainty.set(True)
+    prot.extraThresholds.set("1.5 -0.5")
+    files = prot._outputFiles("TS_1")
+    assert {name: os.path.basename(path) for name, path in files.items()} == {
+        SegmentOutput.MASKS.value: "TS_1_seg.mrc", SegmentOutput.UNCERTAINTY.value: "TS_1_uncertainty.mrc",
+        "tomoMasksT1p5": "TS_1_seg_t1.5.mrc", "tomoMasksTm0p5": "TS_1_seg_t-0.5.mrc"}
+    assert threshold_output(1.5) == "tomoMasksT1p5" and all(name.isidentifier() for name in files)
+    args = prot._segmentArgs("TS_1")
+    assert "--uncertainty" in args and "--raw-uncertainty" not in args
+    assert args[args.index("--extra-threshold") + 1] == "1.5 -0.5"
+    prot.tta.set(False)  # the form hides the question without TTA: no map is made or expected
+    assert "--uncertainty" not in prot._segmentArgs("TS_1")
+    assert SegmentOutput.UNCERTAINTY.value not in prot._outputFiles("TS_1")
+    prot.extraThresholds.set("1.5, high")
+    assert any("extra_thresholds: 'high' is not a number" in e for e in prot._validate())
 
 
 def test_the_citation_is_the_membrain_v2_paper():

@@ -91,6 +91,30 @@ class TestBilayerSegment(BilayerScipionTest):
         stem = Path(tomogram).stem
         return np.asarray(read_volume(out / f"{stem}_scores.mrc").data)
 
+    def test_the_uncertainty_map_and_masks_at_extra_thresholds_are_sets_too(self):
+        prot = self.launchProtocol(self._segment(self.checkpoint, **{
+            SegmentParam.TTA.value: True, SegmentParam.UNCERTAINTY.value: True, SegmentParam.SCORES.value: True,
+            SegmentParam.EXTRA_THRESHOLDS.value: "1.5"}))
+        self.assertTrue(prot.isFinished())
+        scores = {mask.getTsId(): mask.getFileName() for mask in getattr(prot, SegmentOutput.SCORES.value)}
+        for output, suffix in ((SegmentOutput.UNCERTAINTY.value, "_uncertainty.mrc"),
+                               ("tomoMasksT1p5", "_seg_t1.5.mrc")):
+            items = getattr(prot, output)
+            self.checkTomoMasks(items, expectedSetSize=2, expectedSRate=SAMPLING_RATE, expectedDimensions=DIMENSIONS,
+                                checkHeaderApix=True)
+            for item in items:
+                self.assertEqual(os.path.basename(item.getFileName()), f"{item.getTsId()}{suffix}")
+        for mask in prot.tomoMasksT1p5:
+            np.testing.assert_array_equal(read_volume(mask.getFileName()).data,
+                                          read_volume(scores[mask.getTsId()]).data > 1.5)
+        for item in getattr(prot, SegmentOutput.UNCERTAINTY.value):
+            data = read_volume(item.getFileName()).data
+            self.assertEqual(data.dtype, np.float32)
+            self.assertTrue(0 <= data.min() and data.max() <= 2 / 7)
+        summary = "\n".join(prot.summary())
+        self.assertIn("1.5 (tomoMasksT1p5)", summary)
+        self.assertIn("Uncertainty (tomoUncertainty)", summary)
+
     def test_a_run_where_every_tomogram_fails_fails_with_the_reasons(self):
         bogus = Path(self.getOutputPath("not_a_model.ckpt"))
         bogus.write_text("this is not a checkpoint\n")

@@ -65,10 +65,11 @@ class TtaGrid(str, enum.Enum):
     MEMBRAIN = "membrain"
     """As MemBrain-seg: the tomogram is mirrored, then windows are placed on it, so its scores
     are reproduced exactly. Where the window grid is its own mirror image this is one pass with
-    each window mirrored; elsewhere eight passes averaged through a temporary file."""
+    each window mirrored; elsewhere (or with uncertainty) eight passes averaged through a
+    temporary file."""
     WINDOW = "window"
-    """As nnU-Net: each window is mirrored in place; one pass always, slightly different scores
-    where the grid is not symmetric."""
+    """As nnU-Net: each window is mirrored in place; one pass (eight with uncertainty), slightly
+    different scores where the grid is not symmetric."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from bilayer_scipion.constants import CITATION_MEMBRAIN_V2
 from bilayer_scipion.protocols.model_choice import add_model_params, model_args, model_description, model_errors
 from bilayer_scipion.protocols.protocol_base import FAILED_OUTPUT, ProtBilayerBase
 
-__all__ = ["OPTIONS_ELSEWHERE", "ProtBilayerSegment", "SegmentOutput", "SegmentParam"]
+__all__ = ["OPTIONS_ELSEWHERE", "ProtBilayerSegment", "SegmentOutput", "SegmentParam", "threshold_output"]
 
 
 class SegmentParam(str, enum.Enum):
@@ -37,6 +37,9 @@ class SegmentParam(str, enum.Enum):
     COMPONENTS = "keepComponents"
     MIN_SIZE = "minSize"
     SKELETON = "keepSkeleton"
+    UNCERTAINTY = "keepUncertainty"
+    SMOOTH_UNCERTAINTY = "smoothUncertainty"
+    EXTRA_THRESHOLDS = "extraThresholds"
     PRECISION = "precision"
     BATCH_SIZE = "batchSize"
 
@@ -52,18 +55,27 @@ OPTIONS_ELSEWHERE = {
 
 
 class SegmentOutput(str, enum.Enum):
-    """Output names: one SetOfTomoMasks per kind, and the tomograms that failed."""
+    """Output names: one SetOfTomoMasks per kind, and the tomograms that failed. The masks at each
+    extra threshold are one more SetOfTomoMasks each, named by :func:`threshold_output`."""
 
     MASKS = "tomoMasks"
     SCORES = "tomoScores"
     COMPONENTS = "tomoComponents"
     SKELETONS = "tomoSkeletons"
+    UNCERTAINTY = "tomoUncertainty"
     FAILED = FAILED_OUTPUT
 
 
 #: The engine's output kind behind each mask-like output.
 _KINDS = {SegmentOutput.MASKS: "mask", SegmentOutput.SCORES: "scores", SegmentOutput.COMPONENTS: "components",
-          SegmentOutput.SKELETONS: "skeleton"}
+          SegmentOutput.SKELETONS: "skeleton", SegmentOutput.UNCERTAINTY: "uncertainty"}
+
+
+def threshold_output(threshold: float) -> str:
+    """The output set of the masks at an extra threshold, an identifier as Scipion needs one:
+    ``tomoMasksT1p5`` for 1.5, ``tomoMasksTm0p5`` for -0.5."""
+    text = f"{threshold:g}".replace("-", "m").replace(".", "p").replace("+", "")
+    return f"{SegmentOutput.MASKS.value}T{text}"
 
 
 class ProtBilayerSegment(ProtBilayerBase):
@@ -81,7 +93,7 @@ class ProtBilayerSegment(ProtBilayerBase):
     _devStatus = BETA
     _possibleOutputs = {SegmentOutput.MASKS.value: SetOfTomoMasks, SegmentOutput.SCORES.value: SetOfTomoMasks,
                         SegmentOutput.COMPONENTS.value: SetOfTomoMasks, SegmentOutput.SKELETONS.value: SetOfTomoMasks,
-                        SegmentOutput.FAILED.value: SetOfTomograms}
+                        SegmentOutput.UNCERTAINTY.value: SetOfTomoMasks, SegmentOutput.FAILED.value: SetOfTomograms}
     _INPUT = SegmentParam.TOMOGRAMS.value
 
     # --------------------------- DEFINE param functions -----------------------
@@ -101,7 +113,7 @@ class ProtBilayerSegment(ProtBilayerBase):
                       condition=SegmentParam.TTA.value, expertLevel=LEVEL_ADVANCED, label="Mirrored windows",
                       help="Where the mirrored copies' windows go: membrain mirrors the tomogram, then places "
                            "windows (MemBrain-seg's exact scores); window mirrors each window in place (one "
-                           "pass always, slightly different scores).")
+                           "pass, eight with the uncertainty map; slightly different scores).")
         form.addParam(SegmentParam.RESCALE.value, BooleanParam, default=engine.rescale, expertLevel=LEVEL_ADVANCED,
                       label="Rescale to the model's voxel size?",
                       help="Resample each window to the voxel size (Å) the model was trained at, and back. "
@@ -127,6 +139,25 @@ class ProtBilayerSegment(ProtBilayerBase):
         form.addParam(SegmentParam.SKELETON.value, BooleanParam, default=kept.skeleton, label="Skeletonize?",
                       help="Also output MemBrain-seg's one-voxel surface skeleton of each mask as the set "
                            "tomoSkeletons.")
+        form.addParam(SegmentParam.UNCERTAINTY.value, BooleanParam, default=kept.uncertainty,
+                      condition=SegmentParam.TTA.value, label="Uncertainty map?",
+                      help="Also output how much the 8 mirrored copies of test-time augmentation disagree, as the "
+                           "set tomoUncertainty (float32): the variance of their membrane probabilities "
+                           "(probability², 0 where they agree; MemBrain-seg's uncertainty map). Needs test-time "
+                           "augmentation. Bright regions are where the masks are least sure: the places to check "
+                           "or annotate first.")
+        form.addParam(SegmentParam.SMOOTH_UNCERTAINTY.value, BooleanParam, default=kept.smooth_uncertainty,
+                      condition=f"{SegmentParam.TTA.value} and {SegmentParam.UNCERTAINTY.value}",
+                      expertLevel=LEVEL_ADVANCED, label="Smooth the uncertainty map?",
+                      help="MemBrain-seg's smoothing: voxels of a mask take the value of its membrane's core (so "
+                           "the map says how sure the membrane is, not where its edge falls), then a 5×5-voxel "
+                           "median in each z section. No: the raw variance.")
+        form.addParam(SegmentParam.EXTRA_THRESHOLDS.value, StringParam, default="",
+                      label="Extra thresholds",
+                      help="More masks from the same scores, without running the network again: one set "
+                           "tomoMasksT<threshold> per threshold (logits, unitless, like Threshold), e.g. "
+                           "'0.5, 1.5' gives tomoMasksT0p5 and tomoMasksT1p5. Separate them with commas or "
+                           "spaces; empty: none.")
 
         form.addSection(label="Sliding window")
         form.addParam(SegmentParam.WINDOW.value, IntParam, default=engine.window, expertLevel=LEVEL_ADVANCED,
@@ -195,10 +226,21 @@ class ProtBilayerSegment(ProtBilayerBase):
             args += ["--components", "--min-size", str(self._value(SegmentParam.MIN_SIZE))]
         if self._value(SegmentParam.SKELETON):
             args.append("--skeleton")
+        if self._uncertainty():
+            args.append("--uncertainty")
+            if not self._value(SegmentParam.SMOOTH_UNCERTAINTY):
+                args.append("--raw-uncertainty")
+        if (self._value(SegmentParam.EXTRA_THRESHOLDS) or "").strip():
+            args += ["--extra-threshold", self._value(SegmentParam.EXTRA_THRESHOLDS)]  # the engine reads the text
         return args
 
     def _value(self, param: SegmentParam):  # noqa: ANN202  (the parameter's own type)
         return getattr(self, param.value).get()
+
+    def _uncertainty(self) -> bool:
+        """Whether the uncertainty map is made: asked for, with test-time augmentation (the form hides
+        the question without it)."""
+        return bool(self._value(SegmentParam.TTA) and self._value(SegmentParam.UNCERTAINTY))
 
     def _precision(self) -> str:
         return defaults.precisions()[self._value(SegmentParam.PRECISION)]
@@ -213,11 +255,16 @@ class ProtBilayerSegment(ProtBilayerBase):
                               (SegmentOutput.SKELETONS, SegmentParam.SKELETON)):
             if self._value(param):
                 wanted.append(output)
+        if self._uncertainty():
+            wanted.append(SegmentOutput.UNCERTAINTY)
         return wanted
 
     def _outputFiles(self, tsId: str) -> dict[str, str]:
-        return {output.value: self._getExtraPath(f"{tsId}{defaults.output_suffix(_KINDS[output])}")
-                for output in self._wanted()}
+        files = {output.value: self._getExtraPath(f"{tsId}{defaults.output_suffix(_KINDS[output])}")
+                 for output in self._wanted()}
+        for threshold, name in defaults.extra_masks(f"{tsId}.mrc", self._value(SegmentParam.EXTRA_THRESHOLDS)).items():
+            files[threshold_output(threshold)] = self._getExtraPath(name)
+        return files
 
     def _newItem(self, source: Tomogram, path: str) -> TomoMask:
         mask = TomoMask()
@@ -238,6 +285,11 @@ class ProtBilayerSegment(ProtBilayerBase):
             tta_grid=defaults.tta_grids()[self._value(SegmentParam.TTA_GRID)])
         if problem:
             errors.append(f"Invalid segmentation setting: {problem}.")
+        problem = defaults.outputs_error(
+            self._value(SegmentParam.TTA), uncertainty=self._uncertainty(),
+            extra_thresholds=self._value(SegmentParam.EXTRA_THRESHOLDS) or ())
+        if problem:
+            errors.append(f"Invalid output setting: {problem}.")
         return errors
 
     def _summary(self) -> list[str]:
@@ -249,6 +301,14 @@ class ProtBilayerSegment(ProtBilayerBase):
                  f"Model: {model_description(self)}; threshold {self._value(SegmentParam.THRESHOLD):g}, "
                  f"window {self._value(SegmentParam.WINDOW)}, test-time augmentation "
                  f"{'on' if self._value(SegmentParam.TTA) else 'off'}."]
+        extra = defaults.extra_masks("", self._value(SegmentParam.EXTRA_THRESHOLDS))
+        if extra:
+            listed = ", ".join(f"{t:g} ({threshold_output(t)})" for t in extra)
+            lines.append(f"Masks at extra thresholds: {listed}.")
+        if SegmentOutput.UNCERTAINTY in self._wanted():
+            how = "smoothed as MemBrain-seg does" if self._value(SegmentParam.SMOOTH_UNCERTAINTY) else "raw"
+            lines.append(f"Uncertainty ({SegmentOutput.UNCERTAINTY.value}): variance of the membrane probability over "
+                         f"the 8 mirrored copies, {how}.")
         masks = getattr(self, SegmentOutput.MASKS.value, None)
         if masks is not None:
             lines.append(f"Segmented: {masks.getSize()} of {tomos.getSize()}.")
