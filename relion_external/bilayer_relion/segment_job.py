@@ -20,19 +20,18 @@ parameter is the option of that name, ``--settings FILE`` reads a JSON or YAML f
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from bilayer.checks import choices_text
-from bilayer.errors import ConfigError, InputFileError
+from bilayer.errors import ConfigError
 from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, SegmentOptions, TtaGrid, \
     segment_options
 from bilayer.io import atomic_open
-from bilayer_relion._job import Job, JobFailed, JobParser, Node, NodeType, device_from_gpu, run_program, yes_no
+from bilayer_relion._job import Job, JobFailed, JobParser, Node, NodeType, check_distinct, device_from_gpu, \
+    keep_settings, output_folder, run_program, yes_no
 from bilayer_relion.star import AUTO, MEMBRANE_COLUMNS, ListKind, Tomogram, TomogramList, read_tomogram_list, star_text
 
 __all__ = ["PROG", "SETTINGS_FILE", "build_parser", "main", "run"]
@@ -42,7 +41,6 @@ PROG = "bilayer-relion-segment"
 SETTINGS_FILE = "bilayer_segment.json"
 _INFER = InferenceConfig()
 _OUTPUTS = OutputOptions()
-_JOB_FOLDER = re.compile(r"job\d+")  # RELION's <JobType>/jobNNN/ output folders
 #: Options that do not change the outputs, so a continued job may change them.
 _NOT_RECORDED = ("batch_size", "device")
 
@@ -127,7 +125,7 @@ def run(args: argparse.Namespace, job: Job) -> list[Node]:
     items = _plan(tomograms, job.folder, outputs)
     made = any(path.exists() for item in items for path in item.outputs.values())
     recorded = {k: v for k, v in options.to_dict().items() if k not in _NOT_RECORDED}
-    _keep_settings(job.folder, made, {**recorded, "model": options.model or "default",
+    keep_settings(job.folder, SETTINGS_FILE, made, {**recorded, "model": options.model or "default",
                                       "tomogram_column": tomograms.column})
     todo = [item for item in items if not item.finished]
     print(f"{len(items)} tomogram(s) in {tomograms.source} ({tomograms.kind.value}, column {tomograms.column}); "
@@ -200,44 +198,10 @@ def _plan(tomograms: TomogramList, job_folder: Path, outputs: OutputOptions) -> 
     """Each tomogram with its output folder and files; two tomograms may not share an output."""
     items = []
     for tomo in tomograms.tomograms:
-        folder = _output_folder(job_folder, tomo.path)
+        folder = output_folder(job_folder, tomo.path)
         items.append(_Item(tomo, folder, outputs.paths(tomo.path, folder)))
-    seen: dict[Path, str] = {}
-    for item in items:
-        mask = item.outputs["mask"]
-        if mask in seen:
-            raise InputFileError(f"{tomograms.source}: tomograms {seen[mask]} and {item.tomogram.ts_id} would both "
-                                 f"be segmented into {mask}; give their files different names")
-        seen[mask] = item.tomogram.ts_id
+    check_distinct([(item.tomogram.ts_id, item.outputs["mask"]) for item in items], tomograms.source)
     return items
-
-
-def _output_folder(job_folder: Path, source: Path) -> Path:
-    """Where a tomogram's outputs go: its folders below the job folder, without the producing
-    job's ``<JobType>/jobNNN`` (RELION's layout), ``..`` or the root."""
-    parts = [p for p in source.parent.parts if p not in ("..", ".", source.anchor)]
-    if len(parts) >= 2 and _JOB_FOLDER.fullmatch(parts[1]):
-        parts = parts[2:]
-    return job_folder.joinpath(*parts)
-
-
-def _keep_settings(folder: Path, made: bool, settings: dict[str, Any]) -> None:
-    """Record the settings outputs are made with; refuse to continue a job whose outputs (``made``)
-    were made with others."""
-    path = folder / SETTINGS_FILE
-    text = json.dumps(settings, indent=2, sort_keys=True)
-    if made and path.is_file():
-        try:
-            before = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            before = None
-        now = json.loads(text)
-        if before is not None and before != now:
-            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-            raise ConfigError(f"{folder} holds results made with other settings ({', '.join(changed)}; see "
-                              f"{path}); continue it with the same settings, or run a new job")
-    with atomic_open(path, overwrite=True) as f:
-        f.write((text + "\n").encode())
 
 
 def _yes(flag: bool) -> str:
