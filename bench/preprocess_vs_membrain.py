@@ -24,8 +24,8 @@ for this machine fails instead of exhausting it; above 8 M voxels its peak is fi
 run on a half-size crop, and if it would not fit both tools run on the most sections that do (said in
 the output). Results: ``bench/results/<time>/results.json``, each child's log in ``<step>/``.
 
-    python bench/preprocess_vs_membrain.py --quick                 # 64×128×128, about 2 minutes
-    python bench/preprocess_vs_membrain.py                         # 200×512×512
+    python bench/preprocess_vs_membrain.py --quick                 # 64×128×128, about 1 minute
+    python bench/preprocess_vs_membrain.py --max-load 1.5          # 200×512×512, about 8 minutes
     python bench/preprocess_vs_membrain.py --steps rescale-16 deconvolve --shape 100 256 256
 """
 
