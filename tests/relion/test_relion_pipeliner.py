@@ -114,3 +114,28 @@ def test_a_bad_star_file_ends_the_relion_job_failed_with_the_reason_in_its_log(r
     err = (job / "run.err").read_text()
     assert "names 1 tomogram file(s) that do not exist: Import/job001/tomos/TS_02.mrc" in err
     assert err.count("\n") == 1
+
+
+def test_preprocess_then_segment_as_external_jobs_of_relion(relion_project, job_program, membrain_tiny_ckpt):
+    """Tomograms STAR in, tomograms STAR out: a rescale job's list feeds a segmentation job, which
+    segments the rescaled tomograms at their new voxel size."""
+    _add_external_job(job_program("bilayer-relion-preprocess"), "Import/job001/micrographs.star",
+                      {"step": "rescale", "target_voxel_size": "12", "smooth_edge": "no"})
+    _run("External/job001/")
+    job = Path("External/job001")
+    assert (job / "RELION_JOB_EXIT_SUCCESS").exists(), (job / "run.err").read_text()
+    pipeline = _pipeline()
+    assert _status(pipeline, "External/job001/") == SUCCESS
+    assert _outputs(pipeline, "External/job001/") == {"External/job001/micrographs.star": MICROGRAPHS}
+    rescaled = "External/job001/tomos/TS_01_rescaled.mrc"
+    assert read_volume(rescaled).voxel_size == pytest.approx((12.0,) * 3)
+
+    _add_external_job(job_program("bilayer-relion-segment"), "External/job001/micrographs.star",
+                      {"model": str(membrain_tiny_ckpt), "window": "64", "tta": "no", "gpu": "cpu", "preview": "no"})
+    _run("External/job002/")
+    assert Path("External/job002/RELION_JOB_EXIT_SUCCESS").exists(), Path("External/job002/run.err").read_text()
+    mask = read_volume("External/job002/tomos/TS_01_rescaled_seg.mrc")
+    assert mask.voxel_size == pytest.approx((12.0,) * 3) and mask.shape == read_volume(rescaled).shape
+    edges = _pipeline()["pipeline_input_edges"]
+    assert ("External/job001/micrographs.star", "External/job002/") in set(
+        zip(edges["rlnPipeLineEdgeFromNode"], edges["rlnPipeLineEdgeProcess"]))
