@@ -6,18 +6,24 @@ pins (numpy, monai, Lightning) never touch Bilayer's environment. It is built on
 build of torch (an unpinned resolve would pull gigabytes of CUDA wheels), and ``click`` is
 imported by membrain-seg without being declared.
 
-Every child process runs with its stdout and stderr in a log file, and is measured: wall time
-with ``time.perf_counter`` and peak resident memory from ``os.wait4``, which returns the
-rusage of exactly that child (``ru_maxrss``, KiB on Linux: the largest resident set of the
-child or of any descendant it waited for).
+Every child process runs with its stdout and stderr in a log file, and is measured by a small guard
+interpreter (:data:`_GUARD`) that forks the command itself: wall time with ``time.perf_counter``, and
+CPU time and peak resident memory from ``os.wait4`` on the command (``ru_maxrss``, KiB on Linux: the
+largest resident set of the command or of any descendant it waited for). The guard is needed because
+a child started directly from the benchmark process reports at least that process's own peak: Python
+starts children with ``vfork``/``fork``, and ``exec`` keeps the old memory's high-water mark in the
+child's ``ru_maxrss`` (after the parent had touched 500 MB, ``/bin/true`` was reported at 535 MB). The
+guard's interpreter is small (about 6 MB, the floor of every figure), so the figure is the command's.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +48,32 @@ _CHECK = (
     "import importlib.metadata as m, click, torch, pytorch_lightning, membrain_seg.segmentation.segment; "
     "print(m.version('membrain-seg'), torch.__version__, pytorch_lightning.__version__)"
 )
+#: Runs and measures a command: ``python -I -S -c _GUARD LIMIT REPORT CMD...``. It sets an address-space
+#: limit of LIMIT bytes (0: none), forks CMD (looked up on PATH), and writes CMD's exit status (negative:
+#: killed by that signal), wall time and ``wait4`` rusage to the JSON file REPORT.
+_GUARD = """
+import json, os, resource, sys, time
+limit, report, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+if limit:
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        os.write(2, f"cannot run {argv[0]}: {e}\\n".encode())
+    os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - started
+code = os.waitstatus_to_exitcode(status)
+with open(report, "w") as f:
+    json.dump({"returncode": code, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
+               "user_s": usage.ru_utime, "system_s": usage.ru_stime}, f)
+sys.exit(code if code >= 0 else 128 - code)
+"""
 
 
 class BenchError(RuntimeError):
@@ -56,7 +88,8 @@ class Measured:
         argv: the command.
         returncode: its exit status (negative: killed by that signal).
         wall_s: wall time from start to exit, seconds.
-        peak_rss_mb: peak resident set size of the child, MiB (``ru_maxrss`` from ``wait4``).
+        peak_rss_mb: peak resident set size of the child, MiB (``ru_maxrss`` from the guard's ``wait4``;
+            NaN, as are the times, if the guard itself failed).
         user_s: CPU time in user mode, seconds.
         system_s: CPU time in kernel mode, seconds.
         log: the file holding its stdout and stderr.
@@ -99,44 +132,58 @@ def tail(path: str | os.PathLike, lines: int = 15) -> str:
 
 
 def run_measured(
-    argv: Sequence[str], log: Path, *, cwd: Path | None = None, env: Mapping[str, str] | None = None, echo: bool = False
+    argv: Sequence[str],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    echo: bool = False,
+    limit_mb: float | None = None,
 ) -> Measured:
-    """Run ``argv`` with stdout and stderr appended to ``log``; time it and take its peak RSS.
+    """Run ``argv`` with stdout and stderr appended to ``log``; time it and take its own peak RSS.
+
+    The command is started by the guard (:data:`_GUARD`), which measures it (see the module docstring).
 
     Args:
-        argv: the command.
+        argv: the command (its first word looked up on ``PATH`` as a shell would).
         log: log file (created, or appended to with a header line).
         cwd: working directory of the child.
         env: extra environment variables for the child.
         echo: also copy the log to this process's stderr when the child ends.
+        limit_mb: address-space limit of the child, MiB (a ``MemoryError`` in it instead of a full
+            machine); ``None``: no limit.
 
     Returns:
         The measurements; a non-zero exit status is returned, not raised (see :meth:`Measured.check`).
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(a) for a in argv]
     child_env = dict(os.environ, **(env or {}))
-    with open(log, "ab") as out:
-        out.write(f"$ {' '.join(map(str, argv))}\n".encode())
-        out.flush()
-        load_before = os.getloadavg()
-        started = time.perf_counter()
-        proc = subprocess.Popen([str(a) for a in argv], stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=child_env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)  # wait4 reaped it; tell Popen
+    handle, report = tempfile.mkstemp(prefix=f".{log.name}.", suffix=".rusage.json", dir=log.parent.resolve())
+    os.close(handle)
+    limit = 0 if limit_mb is None else max(1, int(limit_mb * 2**20))
+    guard = [sys.executable, "-I", "-S", "-c", _GUARD, str(limit), report, *argv]
+    try:
+        with open(log, "ab") as out:
+            out.write(f"$ {' '.join(argv)}\n".encode())
+            out.flush()
+            load_before = os.getloadavg()
+            guard_status = subprocess.run(
+                guard, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=child_env, check=False
+            ).returncode
+        text = Path(report).read_text()
+    finally:
+        Path(report).unlink(missing_ok=True)
+    if text:
+        figures = json.loads(text)
+    else:  # the guard failed before it could report: the exit status, and no figures
+        figures = {
+            "returncode": guard_status or 1,
+            **dict.fromkeys(("wall_s", "peak_rss_mb", "user_s", "system_s"), math.nan),
+        }
     if echo:
         sys.stderr.write(Path(log).read_text(errors="replace"))
-    return Measured(
-        argv=[str(a) for a in argv],
-        returncode=proc.returncode,
-        wall_s=wall,
-        peak_rss_mb=usage.ru_maxrss / 1024.0,
-        user_s=usage.ru_utime,
-        system_s=usage.ru_stime,
-        log=str(log),
-        load_before=load_before,
-        load_after=os.getloadavg(),
-    )
+    return Measured(argv=argv, log=str(log), load_before=load_before, load_after=os.getloadavg(), **figures)
 
 
 def membrain_python() -> Path:

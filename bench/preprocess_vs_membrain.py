@@ -62,29 +62,8 @@ R_TARGET = 0.999  # Pearson r where the algorithm is the same
 PROBE_ABOVE = 8 * 2**20  # voxels: estimate MemBrain-seg's peak from a half-size crop first
 AS_OVERHEAD_MB = 1536.0  # address space MemBrain-seg maps beyond its resident memory (torch's libraries)
 MIN_SECTIONS = 16  # fewer sections than this: MemBrain-seg is not run at all
-#: Runs a command under an address-space limit and measures it itself: ``python -c _GUARD LIMIT REPORT CMD...``.
-#: A child started from this (large) benchmark process inherits its peak RSS (the child is vforked, and
-#: exec keeps the old memory's high-water mark in ``ru_maxrss``), so the guard forks the command from
-#: its own small interpreter and writes the command's wall time and ``wait4`` rusage to REPORT (JSON).
-_GUARD = """
-import json, os, resource, sys, time
-limit, report, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-started = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(argv[0], argv)
-    finally:
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - started
-with open(report, "w") as f:
-    json.dump({"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "user_s": usage.ru_utime,
-               "system_s": usage.ru_stime}, f)
-code = os.waitstatus_to_exitcode(status)
-sys.exit(code if code >= 0 else 128 - code)
-"""
+#: Environment of every measured child: no FutureWarnings from MemBrain-seg's libraries in the logs.
+QUIET = {"PYTHONWARNINGS": "ignore::FutureWarning"}
 
 
 @dataclass(frozen=True)
@@ -281,17 +260,8 @@ def bilayer_argv(step: Step, tomo: Path, output: Path, ctx: Context) -> list:
 
 def run_guarded(argv: list, log: Path, limit_mb: float) -> dict:
     """Run ``argv`` under an address-space limit of ``limit_mb`` MiB (a MemoryError instead of a full
-    machine), its output in ``log``; its exit status, wall time, CPU time and peak RSS, measured by the
-    guard (:data:`_GUARD`), and the load averages before and after (from :func:`run_measured`)."""
-    report = log.with_suffix(".rusage.json")
-    report.unlink(missing_ok=True)
-    command = [sys.executable, "-c", _GUARD, str(int(limit_mb * 2**20)), report,
-               str(shutil.which(str(argv[0])) or argv[0]), *argv[1:]]
-    ran = run_measured(command, log, env={"PYTHONWARNINGS": "ignore::FutureWarning"}).to_dict()
-    if report.is_file():  # the command's own figures replace those of the guard, which start at ours
-        ran.update(json.loads(report.read_text()))
-        report.unlink()
-    return ran
+    machine), its output in ``log``: :func:`run_measured`'s figures as a dict."""
+    return run_measured(argv, log, env=QUIET, limit_mb=limit_mb).to_dict()
 
 
 def agreement(step: Step, reference: Path, other: Path) -> dict:
