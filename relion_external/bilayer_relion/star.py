@@ -65,6 +65,7 @@ MEMBRANE_COLUMNS = {
     "scores": "rlnTomoMembraneScores",
     "components": "rlnTomoMembraneComponents",
     "skeleton": "rlnTomoMembraneSkeleton",
+    "uncertainty": "rlnTomoMembraneUncertainty",
     "preview": "rlnTomoMembranePreview",
 }
 #: Column choice that picks the first tomogram column present.
