@@ -45,7 +45,7 @@ def patches() -> None:
               help="File format of the patches (nifti: .nii.gz, for MITK as in MemBrain-seg).")
 @click.option("--tomo-name", default=None,
               help="This tomogram's rlnTomoName in a STAR file of several tomograms; also names the patches. "
-                   "[default: TOMOGRAM's stem]")
+                   "[default: TOMOGRAM's stem, where the STAR file has it]")
 @click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=VOXEL_SIZE_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace patches of the same names.")
 def extract(tomogram: Path, labels_path: Path, positions: tuple[str, ...], out_dataset: Path, size: int, border: int,
@@ -61,8 +61,9 @@ def extract(tomogram: Path, labels_path: Path, positions: tuple[str, ...], out_d
     from bilayer.annotation.positions import parse_position, read_positions
     from bilayer.io import read_volume
 
-    centres = np.concatenate([np.asarray([parse_position(p)]) if _POSITION.match(p) and not Path(p).exists()
-                              else read_positions(p, tomo_name=tomo_name) for p in positions])
+    centres = np.concatenate([
+        np.asarray([parse_position(p)]) if _POSITION.match(p) and not Path(p).exists()
+        else read_positions(p, tomo_name=tomo_name, fallback_name=tomogram.stem) for p in positions])
     volume = read_volume(tomogram, voxel_size=voxel_size)
     written = extract_patches(volume, labels_path, centres, out_dataset, size=size, border=border, split=split,
                               fmt=fmt, name=tomo_name, overwrite=overwrite)

@@ -35,7 +35,8 @@ def test_star_positions_and_tomogram_choice(tmp_path):
     starfile.write({"particles": table}, path)
     np.testing.assert_array_equal(read_positions(path, tomo_name="TS_01"), [[7, 4, 1], [9, 6, 3]])
     with pytest.raises(ConfigError, match=r"p\.star lists positions of 2 tomograms.*--tomo-name"):
-        read_positions(path)
+        read_positions(path, fallback_name="TS_03")
+    np.testing.assert_array_equal(read_positions(path, fallback_name="TS_02"), [[8, 5, 2]])
     with pytest.raises(InputFileError, match="no positions of tomogram 'TS_09'.*TS_01, TS_02"):
         read_positions(path, tomo_name="TS_09")
 

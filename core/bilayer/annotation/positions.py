@@ -50,12 +50,15 @@ def parse_position(text: str) -> tuple[int, int, int]:
     return z, y, x
 
 
-def read_positions(path: str | os.PathLike, *, tomo_name: str | None = None) -> np.ndarray:
+def read_positions(path: str | os.PathLike, *, tomo_name: str | None = None,
+                   fallback_name: str | None = None) -> np.ndarray:
     """The patch centres listed in ``path`` (CSV/text or ``.star``), as an (n, 3) int64 array of (z, y, x).
 
     Args:
         tomo_name: with a STAR file holding ``rlnTomoName``, keep this tomogram's rows (needed
             when the file lists several tomograms).
+        fallback_name: without ``tomo_name``, the name to use when the file lists several
+            tomograms and this is one of them (the tomogram file's stem, say).
 
     Raises:
         InputFileError: the file is missing or unreadable, lists no position, or a row is not
@@ -65,7 +68,7 @@ def read_positions(path: str | os.PathLike, *, tomo_name: str | None = None) -> 
     if not path.is_file():
         raise InputFileError(f"{path} does not exist; give a CSV (x,y,z per line) or STAR file of patch centres, "
                              "or one position as x,y,z")
-    xyz = _read_star(path, tomo_name) if path.suffix.lower() == ".star" else _read_text(path)
+    xyz = _read_star(path, tomo_name, fallback_name) if path.suffix.lower() == ".star" else _read_text(path)
     if len(xyz) == 0:
         raise InputFileError(f"{path} lists no positions; add one x,y,z (voxels) per line")
     if not np.isfinite(xyz).all():
@@ -134,7 +137,7 @@ def _fields(line: str) -> list[str]:
     return line.split()
 
 
-def _read_star(path: Path, tomo_name: str | None) -> np.ndarray:
+def _read_star(path: Path, tomo_name: str | None, fallback_name: str | None) -> np.ndarray:
     import starfile
 
     try:
@@ -151,6 +154,8 @@ def _read_star(path: Path, tomo_name: str | None) -> np.ndarray:
     table = tables[0]
     if _TOMO_NAME in table.columns:
         names = sorted(set(table[_TOMO_NAME].astype(str)))
+        if tomo_name is None and len(names) > 1 and fallback_name in names:
+            tomo_name = fallback_name
         if tomo_name is not None:
             table = table[table[_TOMO_NAME].astype(str) == tomo_name]
             if len(table) == 0:
