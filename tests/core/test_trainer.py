@@ -65,7 +65,7 @@ def test_a_time_limit_ends_the_run_mid_epoch_with_the_rate_run_down_and_a_valida
     result = train(config, data, tmp_path, val_data=data, device="cpu")
     took = time.monotonic() - started
     (row,) = result.history  # the first epoch was cut short, and the run ended there
-    assert 2 <= row["step"] < 10**6 and "val_loss" in row
+    assert 1 <= row["step"] < 10**6 and "val_loss" in row  # how many steps fit in 3 s depends on the load
     assert float(row["learning_rate"]) < 0.5 * config.learning_rate  # the schedule ran down with the time
     assert took >= 60 * limit
     assert load_checkpoint(result.best).info.training["epoch"] == 1
