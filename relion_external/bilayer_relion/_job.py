@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, NoReturn, Sequence
 import pandas as pd
 
 from bilayer import __version__
+from bilayer.batch.records import changed_settings
 from bilayer.errors import BilayerError, ConfigError, InputFileError
 from bilayer.io import atomic_open, ensure_output_dir
 from bilayer_relion.star import star_text
@@ -255,7 +256,7 @@ def keep_settings(folder: Path, file_name: str, made: bool, settings: dict[str, 
             before = None
         now = json.loads(text)
         if before is not None and before != now:
-            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            changed = changed_settings(before, now)
             raise ConfigError(f"{folder} holds results made with other settings ({', '.join(changed)}; see "
                               f"{path}); continue it with the same settings, or run a new job")
     with atomic_open(path, overwrite=True) as f:
