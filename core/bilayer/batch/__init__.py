@@ -1,5 +1,6 @@
 """Many tomograms: run folders whose work is idempotent, per-tomogram claims shared between
-processes and nodes, and the run's summary (issue 21).
+processes and nodes, the run's summary, and its inputs expanded from files, globs, text lists and
+RELION tomogram lists (issue 21).
 
 Names load on first use (no torch): see each module.
 """
@@ -11,6 +12,7 @@ from bilayer._lazy import lazy_names
 _HOMES: dict[str, str] = {
     **dict.fromkeys(("Claim", "ClaimInfo", "ClaimState", "claim_key", "claim_state", "read_claim", "try_claim"),
                     "claims"),
+    **dict.fromkeys(("BatchInput", "expand_inputs"), "inputs"),
     **dict.fromkeys(("Run", "TomogramRecord", "format_table", "is_done", "model_id", "open_run", "run_table",
                      "tomogram_key", "write_record", "write_summary"), "records"),
 }
