@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import click
 import numpy as np
 
-from bilayer.cli_common import EXIT_USAGE, VOXEL_SIZE_HELP, echo_error, given_options
+from bilayer.cli_common import VOXEL_SIZE_HELP, echo_error, given_options
 from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, TtaGrid
 from bilayer.io import output_name, write_volume
 
@@ -23,7 +23,7 @@ __all__ = ["components", "segment_command", "segment_options_from_args", "skelet
 _INFER = InferenceConfig()  # the engine's defaults, shown in --help
 _OUTPUTS = OutputOptions()
 #: Parameters of ``segment`` that are not segmentation options.
-_NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite")
+_NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite", "redo", "retry_failed")
 
 
 @click.command("segment")
@@ -83,9 +83,12 @@ _NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_INFER.batch_size, show_default=True,
               help="Windows per forward pass (more is faster on a large GPU).")
 @click.option("--preview/--no-preview", default=_OUTPUTS.preview, show_default=True, help="Write <stem>_preview.png.")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs in a folder that is not yet a run "
+              "folder (in a run folder, unfinished tomograms' outputs are the run's and are replaced anyway).")
+@click.option("--redo", is_flag=True, help="Redo every tomogram of the run folder, with these settings.")
+@click.option("--retry-failed", is_flag=True, help="Take the tomograms that failed in the run folder again.")
 def segment_command(tomograms: tuple[Path, ...], out_dir: Path, settings_file: Path | None, overwrite: bool,
-                    **_: Any) -> int:
+                    redo: bool, retry_failed: bool, **_: Any) -> int:
     """Segment membranes in tomograms: writes <stem>_seg.mrc (int8 0/1) per input.
 
     Every input and output is checked before the first window (readable, 3-D, finite, a
@@ -94,27 +97,39 @@ def segment_command(tomograms: tuple[Path, ...], out_dir: Path, settings_file: P
     TOMOGRAMS. A tomogram that fails during the work leaves no outputs and the others go on;
     a full disk stops the run, keeping the tomograms finished before it. Exit status 2 if
     anything failed.
+
+    --out is a run folder: bilayer_run.json (the settings and model), records/ (one per
+    tomogram), summary.json and summary.csv. Rerun the same command to finish an interrupted
+    run (finished tomograms are skipped; several processes may share the folder); other
+    settings are refused unless --redo. 'bilayer status RUN' shows where a run stands.
     """
+    from bilayer.batch.runner import run_batch
     from bilayer.infer.config import segment_options
     from bilayer.infer.predictor import Predictor
-    from bilayer.infer.preflight import plan_segmentation
-    from bilayer.infer.segmentation import segment_plans
     from bilayer.io import ensure_output_dir
 
     options = segment_options(settings_file, **given_options(exclude=_NOT_OPTIONS))
     folder = ensure_output_dir(out_dir)
     predictor = Predictor.from_checkpoint(options.model, options.inference, options.device)
-    plans = plan_segmentation(tomograms, folder, predictor, options.outputs, voxel_size=options.voxel_size,
-                              overwrite=overwrite)
-    failed = 0
-    for plan, result in segment_plans(plans, predictor, options.outputs, overwrite=overwrite,
-                                      progress=lambda plan: _window_progress(plan.source.name)):
-        if isinstance(result, Exception):
-            failed += 1
-            echo_error(result)
-        else:
-            click.echo(result.summary())
-    return EXIT_USAGE if failed else 0
+
+    def started(report: Any, to_do: int) -> None:
+        before = len(report.done_before) + len(report.failed_before)
+        if before:
+            failed = f" ({len(report.failed_before)} failed: --retry-failed takes them)" if report.failed_before else ""
+            click.echo(f"{before} done before{failed}, {to_do} to do")
+
+    def finished(outcome: Any) -> None:
+        if outcome.status == "done":
+            click.echo(outcome.report.summary())
+        elif outcome.status in ("failed", "stopped"):
+            echo_error(outcome.error)
+        elif outcome.status == "held":
+            click.echo(f"{outcome.tomogram.name}: another process is segmenting it")
+
+    report = run_batch(tomograms, folder, options, predictor, redo=redo, retry_failed=retry_failed,
+                       overwrite=overwrite, progress=lambda plan: _window_progress(plan.source.name),
+                       on_start=started, on_outcome=finished)
+    return report.exit_status
 
 
 def segment_options_from_args(args: Sequence[str]) -> Any:

@@ -20,6 +20,15 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+#: What a run folder holds besides the outputs (bilayer.batch: the run record, records, claims, summary).
+RUN_FILES = {"bilayer_run.json", "records", "claims", "summary.json", "summary.csv", "tomograms.txt"}
+
+
+def _outputs(folder: Path) -> list[str]:
+    """The names in ``folder`` less the run's bookkeeping, sorted (hidden temporary files included)."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in RUN_FILES)
+
+
 def _tomogram(folder: Path, name: str, shape=(64, 80, 72), seed=0) -> Path:
     data = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
     return write_volume(folder / name, data, voxel_size=10.0, origin=(5.0, 6.0, 7.0))
@@ -31,7 +40,7 @@ def test_segment_writes_every_output_with_the_input_geometry(tmp_path, capsys, m
                          str(tmp_path / "out"), "--window", "64", "--no-tta", "--scores", "--components",
                          "--min-size", "5", "--skeleton")
     assert code == 0, err
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    names = _outputs(tmp_path / "out")
     assert names == ["tomo_components.mrc", "tomo_preview.png", "tomo_scores.mrc", "tomo_seg.mrc",
                      "tomo_skeleton.mrc"]
     mask = read_volume(tmp_path / "out" / "tomo_seg.mrc")
@@ -52,8 +61,8 @@ def test_a_tomogram_failing_during_the_work_leaves_nothing_and_the_others_comple
                          "--out", str(tmp_path / "o"), "--window", "64", "--no-tta", "--scores", "--components")
     assert code == 2
     assert err.count("bilayer: error:") == 1 and "flat.mrc" in err and "same value everywhere" in err
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["good_components.mrc", "good_preview.png",
-                                                                 "good_scores.mrc", "good_seg.mrc"]
+    assert _outputs(tmp_path / "o") == ["good_components.mrc", "good_preview.png",
+                                        "good_scores.mrc", "good_seg.mrc"]
     assert "good.mrc: membrane" in out
 
 
@@ -273,7 +282,7 @@ def test_a_disk_filling_up_during_the_work_leaves_no_partial_files(tmp_path, cap
     assert code == 2, (out, err)
     assert err.count("bilayer: error:") == 1 and "No space left on device" in err and "--out" in err
     assert "a.mrc: membrane" in out and "b.mrc" not in out
-    names = sorted(p.name for p in (tmp_path / "o").iterdir())  # hidden temporary files would show here too
+    names = _outputs(tmp_path / "o")  # hidden temporary files would show here too
     assert names == ["a_scores.mrc", "a_seg.mrc"]
 
 
@@ -297,7 +306,7 @@ def test_a_file_size_limit_stops_the_run_in_one_line_with_nothing_left(tmp_path,
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "t_seg.mrc" in lines[0] and "File too large" in lines[0], result.stderr
-    assert list((tmp_path / "o").iterdir()) == []
+    assert _outputs(tmp_path / "o") == []
 
 
 def test_a_settings_file_sets_options_and_the_command_line_overrides_it(tmp_path, capsys, membrain_tiny_ckpt):
@@ -307,7 +316,7 @@ def test_a_settings_file_sets_options_and_the_command_line_overrides_it(tmp_path
                         "preview: no\n")
     code, _, err = run(capsys, "segment", str(source), "--out", str(tmp_path / "a"), "--settings", str(settings))
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["t_scores.mrc", "t_seg.mrc"]
+    assert _outputs(tmp_path / "a") == ["t_scores.mrc", "t_seg.mrc"]
     scores = read_volume(tmp_path / "a" / "t_scores.mrc").data
     np.testing.assert_array_equal(read_volume(tmp_path / "a" / "t_seg.mrc").data, scores > 0.5)
     code, _, err = run(capsys, "segment", str(source), "--out", str(tmp_path / "b"), "--settings", str(settings),
@@ -362,8 +371,8 @@ def test_segment_writes_the_uncertainty_and_masks_at_extra_thresholds(tmp_path, 
     code, _, err = run(capsys, "segment", str(source), "--model", str(membrain_tiny_ckpt), "--out", str(out),
                        "--window", "64", "--uncertainty", "--extra-threshold", "-0.5,1", "--scores", "--no-preview")
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["t_scores.mrc", "t_seg.mrc", "t_seg_t-0.5.mrc", "t_seg_t1.mrc",
-                                                     "t_uncertainty.mrc"]
+    assert _outputs(out) == ["t_scores.mrc", "t_seg.mrc", "t_seg_t-0.5.mrc", "t_seg_t1.mrc",
+                             "t_uncertainty.mrc"]
     scores = read_volume(out / "t_scores.mrc").data
     np.testing.assert_array_equal(read_volume(out / "t_seg_t-0.5.mrc").data, scores > -0.5)
     uncertainty = read_volume(out / "t_uncertainty.mrc")
@@ -376,3 +385,32 @@ def test_segment_writes_the_uncertainty_and_masks_at_extra_thresholds(tmp_path, 
     code, _, err = run(capsys, "segment", str(source), "--model", str(membrain_tiny_ckpt), "--out",
                        str(tmp_path / "n"), "--extra-threshold", "half")
     assert code == 2 and "extra_thresholds: 'half' is not a number" in err
+
+
+# ---- --out is a run folder: reruns skip what is done, changed settings need --redo ----------------------
+
+def test_a_rerun_does_only_the_rest_a_changed_setting_needs_redo_and_retry_failed_retakes_failures(tmp_path, capsys,
+                                                                                                  membrain_tiny_ckpt):
+    a, b = _tomogram(tmp_path, "a.mrc", shape=(64, 64, 64)), _tomogram(tmp_path, "b.mrc", shape=(64, 64, 64), seed=1)
+    flat = write_volume(tmp_path / "flat.mrc", np.full((64, 64, 64), 3.0, np.float32), voxel_size=10.0)
+    argv = ["segment", "--out", str(tmp_path / "run"), "--model", str(membrain_tiny_ckpt), "--window", "64",
+            "--no-tta", "--no-preview"]
+    code, out, err = run(capsys, *argv, str(a), str(flat))
+    assert code == 2 and err.count("bilayer: error:") == 1 and "flat.mrc" in err
+    mask = tmp_path / "run" / "a_seg.mrc"
+    before = mask.stat().st_mtime_ns
+    code, out, err = run(capsys, *argv, str(a), str(flat), str(b))
+    assert code == 2 and out.splitlines()[0] == "2 done before (1 failed: --retry-failed takes them), 1 to do"
+    assert "b.mrc: membrane" in out and "a.mrc: membrane" not in out and err == ""
+    assert mask.stat().st_mtime_ns == before
+    code, out, err = run(capsys, *argv, str(a), str(flat), str(b), "--threshold", "1")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "(threshold;" in lines[0] and "--redo" in lines[0], err
+    assert mask.stat().st_mtime_ns == before
+    code, out, err = run(capsys, *argv, str(a), str(flat), str(b), "--retry-failed")
+    assert code == 2 and out.splitlines()[0] == "2 done before, 1 to do" and "flat.mrc" in err
+    code, out, err = run(capsys, *argv, str(a), str(b), "--threshold", "1", "--redo")
+    assert code == 0, err
+    assert "a.mrc: membrane" in out and "b.mrc: membrane" in out and mask.stat().st_mtime_ns != before
+    code, out, _ = run(capsys, *argv, str(a), str(b), "--threshold", "1")
+    assert code == 0 and out.strip() == "2 done before, 0 to do"

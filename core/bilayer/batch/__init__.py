@@ -15,6 +15,7 @@ _HOMES: dict[str, str] = {
     **dict.fromkeys(("BatchInput", "expand_inputs"), "inputs"),
     **dict.fromkeys(("Run", "TomogramRecord", "format_table", "is_done", "model_id", "open_run", "run_table",
                      "tomogram_key", "write_record", "write_summary"), "records"),
+    **dict.fromkeys(("BatchReport", "Outcome", "run_batch", "run_status"), "runner"),
 }
 
 __getattr__, __all__ = lazy_names(__name__, _HOMES)

@@ -1,0 +1,331 @@
+"""A resumable segmentation run: tomograms one after another into a run folder, each claimed,
+skipped when done, recorded when finished or failed.
+
+:func:`run_batch` is what ``bilayer segment INPUTS --out RUN`` runs. Every input that is still to do
+is checked first (:func:`~bilayer.infer.preflight.plan_segmentation`: all problems before any work);
+then each tomogram is claimed (:mod:`bilayer.batch.claims`), segmented with its outputs published
+together (:func:`~bilayer.infer.segmentation.segment_planned`), and recorded
+(:mod:`bilayer.batch.records`), so a rerun or a second process sharing the folder does only what
+is left.
+
+Existing outputs: in a folder with a run record they are this run's (a kill between publishing
+and recording leaves them, and the rerun replaces them); in a folder without one (an old-style
+output folder) they are refused unless ``overwrite``, as before runs existed. A tomogram whose
+work fails (a constant volume, a bug) gets a ``failed`` record with its one-line reason and the
+others go on; an :class:`~bilayer.errors.OutputError` (a full disk) stops the run without
+recording the tomogram, so the rerun takes it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bilayer.batch.claims import claim_state, try_claim
+from bilayer.batch.records import (
+    RUN_FILE,
+    RecordStatus,
+    Run,
+    TomogramRecord,
+    is_done,
+    model_id,
+    open_run,
+    read_record,
+    recorded_settings,
+    run_table,
+    tomogram_key,
+    write_record,
+    write_summary,
+)
+from bilayer.errors import BilayerError, ConfigError, OutputError, PreflightError
+from bilayer.io import atomic_open, ensure_output_dir
+
+if TYPE_CHECKING:
+    from bilayer.infer.blend import ProgressFn
+    from bilayer.infer.config import OutputOptions, SegmentOptions
+    from bilayer.infer.predictor import Predictor
+    from bilayer.infer.preflight import TomogramPlan
+    from bilayer.infer.segmentation import SegmentReport
+
+__all__ = ["TOMOGRAMS_FILE", "BatchReport", "Outcome", "open_existing_run", "run_batch", "run_settings",
+           "run_status", "run_tomograms"]
+
+#: The run's tomograms (absolute paths, one a line, in the order first given), for ``bilayer status``.
+TOMOGRAMS_FILE = "tomograms.txt"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one tomogram: ``status`` is done, failed, skipped (done by another process
+    meanwhile), held (another live process has it) or stopped (an output error ended the run)."""
+
+    tomogram: Path
+    status: str
+    report: SegmentReport | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class BatchReport:
+    """The tomograms of one :func:`run_batch` call by what became of them."""
+
+    done: list[Path] = field(default_factory=list)
+    failed: list[Path] = field(default_factory=list)
+    done_before: list[Path] = field(default_factory=list)
+    failed_before: list[Path] = field(default_factory=list)
+    """Failed with these settings in an earlier call and not retried (``retry_failed`` takes them)."""
+    skipped: list[Path] = field(default_factory=list)
+    """Finished by another process after this one planned them."""
+    held: list[Path] = field(default_factory=list)
+    """Claimed by another live process."""
+    stopped: OutputError | None = None
+
+    @property
+    def exit_status(self) -> int:
+        """0 when nothing failed (now or before) and the run was not stopped, else 2. Tomograms held by
+        other processes do not count: they are theirs to finish (``bilayer status`` shows them)."""
+        return 2 if self.failed or self.failed_before or self.stopped is not None else 0
+
+
+def run_settings(options: SegmentOptions) -> tuple[dict[str, Any], str]:
+    """The settings a run records (the options that change outputs, less the model's path) and the
+    model's identity (its bytes' sha256), from ``options``."""
+    settings = {k: v for k, v in recorded_settings(options.to_dict()).items() if k != "model"}
+    return settings, model_id(options.model)
+
+
+def run_batch(sources: Sequence[str | os.PathLike], run_dir: str | os.PathLike, options: SegmentOptions,
+              predictor: Predictor, *, redo: bool = False, retry_failed: bool = False, overwrite: bool = False,
+              progress: Callable[[TomogramPlan], ProgressFn | None] | None = None,
+              on_start: Callable[[BatchReport, int], None] | None = None,
+              on_outcome: Callable[[Outcome], None] | None = None,
+              heartbeat: float = 30.0, stale_after: float = 300.0) -> BatchReport:
+    """Segment ``sources`` into the run folder ``run_dir``, doing only what is not done yet.
+
+    Args:
+        sources: tomogram files, in the order to do them.
+        run_dir: the run folder: outputs (named as by ``bilayer segment``), the run record, the
+            records, claims and summary.
+        options: the segmentation options; ``predictor`` must be loaded from them.
+        redo: do every tomogram again with these settings (earlier records become stale).
+        retry_failed: take tomograms that failed with these settings again.
+        overwrite: replace existing outputs in a folder that has no run record yet.
+        progress: a window-progress callback per tomogram (``(done, total)``), or ``None``.
+        on_start: called once after the checks, before any work, with the report (``done_before``,
+            ``failed_before`` filled) and the number of tomograms to do.
+        on_outcome: called after each tomogram taken up with its :class:`Outcome`.
+        heartbeat, stale_after: of the claims (:func:`~bilayer.batch.claims.try_claim`).
+
+    Raises:
+        PreflightError: problems of the inputs or outputs to do, all listed, before any work.
+        ConfigError: the folder's run was made with other settings (unless ``redo``).
+    """
+    from bilayer.infer.preflight import plan_segmentation
+
+    if predictor.config != options.inference:
+        raise ConfigError("the predictor was loaded with other inference options than the run's; load it with "
+                          "Predictor.from_checkpoint(options.model, options.inference, options.device)")
+    sources = [Path(s) for s in sources]
+    folder = ensure_output_dir(run_dir)
+    settings, model = run_settings(options)
+    existing = (folder / RUN_FILE).is_file()
+    earlier = open_run(folder, settings, model) if existing and not redo else None  # writes nothing
+    report = BatchReport()
+    todo = []
+    for source in sources:
+        key = tomogram_key(source)
+        if earlier is not None and is_done(earlier, key):
+            report.done_before.append(source)
+        elif earlier is not None and not retry_failed and _failed(earlier, key):
+            report.failed_before.append(source)
+        else:
+            todo.append(source)
+    _check_shared_outputs(todo, [*report.done_before, *report.failed_before], folder, options.outputs)
+    ours = overwrite or existing
+
+    def plan() -> list[TomogramPlan]:
+        return plan_segmentation(todo, folder, predictor, options.outputs, voxel_size=options.voxel_size,
+                                 overwrite=ours) if todo else []
+
+    try:
+        plans = plan()
+    except PreflightError:
+        if ours or not (folder / RUN_FILE).is_file():
+            raise
+        ours = True  # another process started the run meanwhile: the outputs found are the run's
+        plans = plan()
+    run = open_run(folder, settings, model, redo=redo)
+    _remember_tomograms(run, sources)
+    write_summary(run)
+    if on_start is not None:
+        on_start(report, len(plans))
+    for planned in plans:
+        outcome = _segment_one(run, planned, predictor, options.outputs, overwrite=ours, retry_failed=retry_failed,
+                               progress=progress(planned) if progress else None, heartbeat=heartbeat,
+                               stale_after=stale_after)
+        {"done": report.done, "failed": report.failed, "skipped": report.skipped,
+         "held": report.held}.get(outcome.status, []).append(planned.source)
+        if outcome.status in ("done", "failed"):
+            write_summary(run)
+        if on_outcome is not None:
+            on_outcome(outcome)
+        if outcome.status == "stopped":
+            report.stopped = outcome.error  # type: ignore[assignment]
+            break
+    return report
+
+
+class _ClaimLost(BilayerError):
+    """This process's claim was broken (judged stale) while it worked: another process has the tomogram."""
+
+
+def _segment_one(run: Run, plan: TomogramPlan, predictor: Predictor, outputs: OutputOptions, *, overwrite: bool,
+                 retry_failed: bool, progress: ProgressFn | None, heartbeat: float, stale_after: float) -> Outcome:
+    """Claim, re-check, segment and record one tomogram."""
+    from bilayer.infer.segmentation import segment_planned
+
+    source = plan.source
+    key = tomogram_key(source)
+    if is_done(run, key):
+        return Outcome(source, "skipped")
+    with ExitStack() as held:  # the claim is released on any exit, KeyboardInterrupt (Ctrl-C, SIGTERM) included
+        with _interrupts_deferred() as interrupted:  # no claim file left between its making and its context
+            claim = try_claim(run.folder, key, heartbeat=heartbeat, stale_after=stale_after)
+            if claim is not None:
+                held.enter_context(claim)
+        if interrupted:
+            raise KeyboardInterrupt
+        if claim is None:
+            return Outcome(source, "held")
+        if is_done(run, key) or (not retry_failed and _failed(run, key)):
+            return Outcome(source, "skipped")  # another process finished it between our check and our claim
+
+        def guarded(done: int, total: int) -> None:
+            if not claim.held:  # checked after every batch of windows: give up before publishing anything
+                raise _ClaimLost(f"{source}: another process took over its claim")
+            if progress is not None:
+                progress(done, total)
+
+        started = time.perf_counter()
+        try:
+            result = segment_planned(plan, predictor, outputs, overwrite=overwrite, progress=guarded)
+        except _ClaimLost:
+            return Outcome(source, "held")
+        except OutputError as e:
+            return Outcome(source, "stopped", error=e)
+        except Exception as e:  # noqa: BLE001  (one tomogram's failure must not end a run of hundreds)
+            reason = str(e) if isinstance(e, BilayerError) else f"{type(e).__name__}: {e}"
+            if claim.held:
+                write_record(run, key, TomogramRecord.failed(run, source.absolute(), f"{source}: {reason}"
+                                                             if str(source) not in reason else reason,
+                                                             seconds=time.perf_counter() - started))
+            return Outcome(source, "failed", error=e)
+        if not claim.held:  # lost after the last window: the outputs are whole either way; its holder records
+            return Outcome(source, "held", report=result)
+        write_record(run, key, TomogramRecord.done(run, source.absolute(), result.outputs, seconds=result.seconds,
+                                                   membrane_fraction=result.membrane_fraction))
+    return Outcome(source, "done", report=result)
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[list[int]]:
+    """Hold Ctrl-C and SIGTERM back (in the main thread) until the block ends; yields the signals that came."""
+    came: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield came
+        return
+    kept = {sig: signal.signal(sig, lambda number, _frame: came.append(number))
+            for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield came
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
+
+
+def _failed(run: Run, key: str) -> bool:
+    record = read_record(run, key)
+    return record is not None and record.status is RecordStatus.FAILED and record.settings_hash == run.settings_hash
+
+
+def _check_shared_outputs(todo: Sequence[Path], others: Sequence[Path], folder: Path, outputs: OutputOptions) -> None:
+    """Refuse a tomogram to do whose outputs are those of one done (or failed) before, e.g. a second
+    ``t.mrc`` from another folder (the pre-flight checks the ones to do among themselves)."""
+    taken = {path: source for source in others for path in outputs.paths(source, folder).values()}
+    problems = []
+    for source in todo:
+        for path in outputs.paths(source, folder).values():
+            if path in taken and _identity(taken[path]) != _identity(source):
+                problems.append(f"{taken[path]} and {source} would both write {path}; rename one, or segment them "
+                                "into separate run folders")
+                break
+    if problems:
+        raise PreflightError(problems)
+
+
+def _identity(path: Path) -> Path:
+    try:
+        return path.resolve(strict=True)
+    except OSError:
+        return path.absolute()
+
+
+def _remember_tomograms(run: Run, sources: Sequence[Path]) -> None:
+    """Add ``sources`` (absolute) to the run's list of tomograms, keeping the order first given."""
+    known = run_tomograms(run.folder)
+    seen = set(known)
+    new = [p for p in dict.fromkeys(str(s.absolute()) for s in sources) if p not in seen]
+    if new:
+        with atomic_open(run.folder / TOMOGRAMS_FILE, overwrite=True) as f:
+            f.write("".join(f"{p}\n" for p in (*known, *new)).encode())
+
+
+def run_tomograms(run_dir: str | os.PathLike) -> list[str]:
+    """The tomograms ever given to the run in ``run_dir``, in the order first given."""
+    path = Path(run_dir) / TOMOGRAMS_FILE
+    try:
+        return [line for line in path.read_text().splitlines() if line]
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}; check the run folder's permissions") from e
+
+
+def open_existing_run(run_dir: str | os.PathLike) -> Run:
+    """The run in ``run_dir`` with its recorded settings (writes nothing).
+
+    Raises:
+        ConfigError: ``run_dir`` has no readable run record.
+    """
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (it has no {RUN_FILE}); give the --out folder of a "
+                          "bilayer segment run")
+    try:
+        data = json.loads(path.read_text())
+        return open_run(run_dir, data["settings"], data["model_id"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"cannot read the run record {path} ({e}); rerun bilayer segment into a new folder") from e
+
+
+def run_status(run_dir: str | os.PathLike, stale_after: float = 300.0) -> list:
+    """:func:`~bilayer.batch.records.run_table` of the run in ``run_dir``: every tomogram it was given
+    (and any recorded), done / failed / running (a live claim) / waiting."""
+    run = open_existing_run(run_dir)
+    records = {}
+    for path in sorted(run.records.glob("*.json")) if run.records.is_dir() else []:
+        record = read_record(run, path.stem)
+        if record is not None:
+            records[path.stem] = record.tomogram
+    tomograms = run_tomograms(run.folder)
+    listed = {tomogram_key(t) for t in tomograms}
+    tomograms += [t for key, t in records.items() if key not in listed]
+    return run_table(run, tomograms, lambda key: claim_state(run.folder, key, stale_after).value)
