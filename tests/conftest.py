@@ -53,3 +53,22 @@ def real_crops(tmp_path: Path) -> dict[str, Path]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261125)
+
+
+@pytest.fixture
+def blank_tomograms():
+    """``blank_tomograms(folder, ["a.mrc", "sub/b.rec"])`` writes small zero MRC files (header voxel size
+    7 Å), making folders as needed; returns their paths in order. For tests of input lists."""
+    from bilayer.io import write_volume
+
+    def write(folder: Path, names: list[str]) -> list[Path]:
+        paths = []
+        for name in names:
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_volume(path, np.zeros((32, 32, 32), np.int8), voxel_size=7.0)
+            paths.append(path)
+        return paths
+
+    return write
+

@@ -5,58 +5,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from bilayer.batch import BatchInput, expand_inputs
 from bilayer.errors import ConfigError, InputFileError
-from bilayer.io import write_volume
-
-
-def tomograms(folder: Path, names: list[str]) -> list[Path]:
-    """Write small MRC files ``folder/<name>`` (header voxel size 7 Å)."""
-    paths = []
-    for name in names:
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_volume(path, np.zeros((32, 32, 32), np.int8), voxel_size=7.0)
-        paths.append(path)
-    return paths
 
 
 def summary(found: list[BatchInput]) -> list[tuple[Path, str, float | None]]:
     return [(i.path, i.name, i.voxel_size) for i in found]
 
 
-def test_files_keep_their_order_and_take_names_from_their_stems(tmp_path):
-    b, a = tomograms(tmp_path, ["b.mrc", "sub/a.rec"])
+def test_files_keep_their_order_and_take_names_from_their_stems(tmp_path, blank_tomograms):
+    b, a = blank_tomograms(tmp_path, ["b.mrc", "sub/a.rec"])
     found = expand_inputs(["b.mrc", Path("sub/a.rec")], base=tmp_path)
     assert summary(found) == [(b, "b", None), (a, "a", None)]
     assert found[0].origin == "'b.mrc'"
     assert summary(expand_inputs([str(a), str(b)])) == [(a, "a", None), (b, "b", None)]
 
 
-def test_relative_items_are_relative_to_the_working_directory_by_default(tmp_path, monkeypatch):
-    (a,) = tomograms(tmp_path, ["a.mrc"])
+def test_relative_items_are_relative_to_the_working_directory_by_default(tmp_path, monkeypatch, blank_tomograms):
+    (a,) = blank_tomograms(tmp_path, ["a.mrc"])
     monkeypatch.chdir(tmp_path)
     assert [i.path for i in expand_inputs(["a.mrc"])] == [a]
 
 
-def test_a_glob_expands_sorted_to_tomogram_files_only(tmp_path):
-    files = tomograms(tmp_path, ["t/TS_10.mrc", "t/TS_02.mrc", "t/TS_01.mrc", "t/deep/TS_03.mrc"])
+def test_a_glob_expands_sorted_to_tomogram_files_only(tmp_path, blank_tomograms):
+    files = blank_tomograms(tmp_path, ["t/TS_10.mrc", "t/TS_02.mrc", "t/TS_01.mrc", "t/deep/TS_03.mrc"])
     (tmp_path / "t" / "TS_04.xml").write_text("<x/>")
     found = expand_inputs(["t/TS_*"], base=tmp_path)
     assert [i.path for i in found] == [files[2], files[1], files[0]]
     assert [i.name for i in expand_inputs(["t/**/TS_0[3]*.mrc", "t/TS_1?.mrc"], base=tmp_path)] == ["TS_03", "TS_10"]
 
 
-def test_a_glob_matching_nothing_is_an_error_naming_it(tmp_path):
-    tomograms(tmp_path, ["a.mrc"])
+def test_a_glob_matching_nothing_is_an_error_naming_it(tmp_path, blank_tomograms):
+    blank_tomograms(tmp_path, ["a.mrc"])
     with pytest.raises(InputFileError, match=r"the pattern t/\*.mrc matches no tomogram file .*; fix the pattern"):
         expand_inputs(["a.mrc", "t/*.mrc"], base=tmp_path)
 
 
-def test_a_text_list_skips_comments_and_blanks_and_reads_paths_relative_to_its_folder(tmp_path):
-    files = tomograms(tmp_path, ["lists/tomos/b.mrc", "lists/tomos/a.mrc", "elsewhere/c.mrc"])
+def test_a_text_list_skips_comments_and_blanks_and_reads_paths_relative_to_its_folder(tmp_path, blank_tomograms):
+    files = blank_tomograms(tmp_path, ["lists/tomos/b.mrc", "lists/tomos/a.mrc", "elsewhere/c.mrc"])
     listed = tmp_path / "lists" / "run.txt"
     listed.write_text(f"# tomograms of the run\n\ntomos/b.mrc\n   # indented comment\n{files[2]}\n  tomos/a*.mrc  \n")
     found = expand_inputs(["lists/run.txt"], base=tmp_path)
@@ -64,16 +51,16 @@ def test_a_text_list_skips_comments_and_blanks_and_reads_paths_relative_to_its_f
     assert found[1].origin == f"{listed} line 5"
 
 
-def test_an_at_file_is_a_list_whatever_its_suffix(tmp_path):
-    files = tomograms(tmp_path, ["x.mrc", "y.mrc"])
+def test_an_at_file_is_a_list_whatever_its_suffix(tmp_path, blank_tomograms):
+    files = blank_tomograms(tmp_path, ["x.mrc", "y.mrc"])
     (tmp_path / "inputs").write_text("y.mrc\nx.mrc\n")
     (tmp_path / "more.list").write_text("x.mrc\n")
     assert [i.path for i in expand_inputs(["@inputs"], base=tmp_path)] == [files[1], files[0]]
     assert [i.path for i in expand_inputs(["more.list"], base=tmp_path)] == [files[0]]
 
 
-def test_a_list_line_that_is_no_tomogram_or_an_empty_list_is_refused(tmp_path):
-    tomograms(tmp_path, ["x.mrc"])
+def test_a_list_line_that_is_no_tomogram_or_an_empty_list_is_refused(tmp_path, blank_tomograms):
+    blank_tomograms(tmp_path, ["x.mrc"])
     (tmp_path / "bad.txt").write_text("x.mrc\nnotes.pdf\n")
     with pytest.raises(InputFileError, match=r"bad.txt line 2: notes.pdf is not a tomogram"):
         expand_inputs(["bad.txt"], base=tmp_path)
@@ -84,8 +71,8 @@ def test_a_list_line_that_is_no_tomogram_or_an_empty_list_is_refused(tmp_path):
         expand_inputs(["@none.txt"], base=tmp_path)
 
 
-def test_a_relion5_tomogram_set_gives_ts_ids_and_pixel_size_times_binning(tmp_path):
-    files = tomograms(tmp_path, ["Tomograms/job007/tomograms/rec_TS_01.mrc", "Tomograms/job007/tomograms/rec_TS_02.mrc"])
+def test_a_relion5_tomogram_set_gives_ts_ids_and_pixel_size_times_binning(tmp_path, blank_tomograms):
+    files = blank_tomograms(tmp_path, ["Tomograms/job007/tomograms/rec_TS_01.mrc", "Tomograms/job007/tomograms/rec_TS_02.mrc"])
     star = tmp_path / "Tomograms" / "job007" / "tomograms.star"
     star.write_text("# version 50001\n\ndata_global\n\nloop_\n_rlnTomoName #1\n_rlnTomoTiltSeriesPixelSize #2\n"
                     "_rlnTomoTomogramBinning #3\n_rlnTomoReconstructedTomogram #4\n"
@@ -99,8 +86,8 @@ def test_a_relion5_tomogram_set_gives_ts_ids_and_pixel_size_times_binning(tmp_pa
         expand_inputs([star], tomogram_column="rlnTomoDenoisedTomogram", base=tmp_path)
 
 
-def test_a_micrograph_list_takes_pixel_sizes_from_its_optics_groups(tmp_path):
-    files = tomograms(tmp_path, ["a/TS_1.mrc", "b/TS_2.mrc"])
+def test_a_micrograph_list_takes_pixel_sizes_from_its_optics_groups(tmp_path, blank_tomograms):
+    files = blank_tomograms(tmp_path, ["a/TS_1.mrc", "b/TS_2.mrc"])
     star = tmp_path / "mics.star"
     star.write_text("# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n"
                     "_rlnMicrographPixelSize #3\nopticsGroup1 1 10.000000\nopticsGroup2 2 13.500000\n\n"
@@ -110,8 +97,8 @@ def test_a_micrograph_list_takes_pixel_sizes_from_its_optics_groups(tmp_path):
     assert summary(found) == [(files[1], "TS_2", 13.5), (files[0], "TS_1", 10.0)]
 
 
-def test_the_same_file_given_twice_is_refused_naming_both_entries(tmp_path):
-    files = tomograms(tmp_path, ["t/a.mrc", "t/b.mrc"])
+def test_the_same_file_given_twice_is_refused_naming_both_entries(tmp_path, blank_tomograms):
+    files = blank_tomograms(tmp_path, ["t/a.mrc", "t/b.mrc"])
     (tmp_path / "run.txt").write_text("t/b.mrc\n")
     (tmp_path / "link.mrc").symlink_to(files[0])
     with pytest.raises(InputFileError) as caught:
@@ -123,8 +110,8 @@ def test_the_same_file_given_twice_is_refused_naming_both_entries(tmp_path):
     assert f"'t/a.mrc' and 'link.mrc' are the same file {files[0]}" in message
 
 
-def test_missing_files_of_every_kind_are_listed_in_one_line(tmp_path):
-    tomograms(tmp_path, ["here.mrc"])
+def test_missing_files_of_every_kind_are_listed_in_one_line(tmp_path, blank_tomograms):
+    blank_tomograms(tmp_path, ["here.mrc"])
     (tmp_path / "run.txt").write_text("here.mrc\ngone.mrc\n")
     star = tmp_path / "tomograms.star"
     star.write_text("data_global\nloop_\n_rlnTomoName\n_rlnTomoTiltSeriesPixelSize\n_rlnTomoTomogramBinning\n"

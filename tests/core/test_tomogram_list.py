@@ -5,23 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import starfile
 from bilayer.errors import InputFileError
-from bilayer.io import write_volume
 from bilayer.io.tomogram_list import ListKind, check_files, read_tomogram_list, star_text
-
-
-def tomograms(folder: Path, names: list[str]) -> list[Path]:
-    """Write small MRC files ``folder/<name>`` (header voxel size 7 Å)."""
-    paths = []
-    for name in names:
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_volume(path, np.zeros((32, 32, 32), np.int8), voxel_size=7.0)
-        paths.append(path)
-    return paths
 
 
 def tomogram_set(path: Path, rows: list[tuple[str, str, float, float]]) -> Path:
@@ -47,9 +34,9 @@ def micrograph_list(path: Path, rows: list[tuple[str, int]], pixel_sizes: dict[i
     return path
 
 
-def test_a_tomogram_set_read_with_a_base_joins_relative_paths_and_multiplies_pixel_size_by_binning(tmp_path):
+def test_a_tomogram_set_read_with_a_base_joins_relative_paths_and_multiplies_pixel_size_by_binning(tmp_path, blank_tomograms):
     project = tmp_path / "project"
-    files = tomograms(project, ["Tomograms/job007/tomograms/rec_TS_01.mrc", "Tomograms/job007/tomograms/rec_TS_02.mrc"])
+    files = blank_tomograms(project, ["Tomograms/job007/tomograms/rec_TS_01.mrc", "Tomograms/job007/tomograms/rec_TS_02.mrc"])
     star = tomogram_set(project / "Tomograms/job007/tomograms.star",
                         [("TS_01", "Tomograms/job007/tomograms/rec_TS_01.mrc", 1.35, 6.0),
                          ("TS_02", str(files[1]), 2.0, 4.0)])
@@ -60,8 +47,8 @@ def test_a_tomogram_set_read_with_a_base_joins_relative_paths_and_multiplies_pix
     assert found.paths(found.column, "tomogram") == files
 
 
-def test_without_a_base_paths_stay_as_written_relative_to_the_working_directory(tmp_path, monkeypatch):
-    tomograms(tmp_path, ["tomos/rec_TS_01.mrc"])
+def test_without_a_base_paths_stay_as_written_relative_to_the_working_directory(tmp_path, monkeypatch, blank_tomograms):
+    blank_tomograms(tmp_path, ["tomos/rec_TS_01.mrc"])
     star = tomogram_set(tmp_path / "tomograms.star", [("TS_01", "tomos/rec_TS_01.mrc", 2.5, 4.0)])
     monkeypatch.chdir(tmp_path)
     assert read_tomogram_list(star).tomograms[0].path == Path("tomos/rec_TS_01.mrc")
@@ -79,15 +66,15 @@ def test_missing_files_are_listed_at_once_or_left_to_the_caller(tmp_path):
     assert [t.path for t in found.tomograms] == [tmp_path / "a.mrc", tmp_path / "b.mrc"]
 
 
-def test_check_files_names_every_missing_file_once(tmp_path):
-    present = tomograms(tmp_path, ["x.mrc"])[0]
+def test_check_files_names_every_missing_file_once(tmp_path, blank_tomograms):
+    present = blank_tomograms(tmp_path, ["x.mrc"])[0]
     check_files([present], "tomogram", tmp_path / "list.star")
     with pytest.raises(InputFileError, match=r"list.star names 2 label file\(s\) that do not exist: .*/a.mrc, .*/b.mrc "):
         check_files([tmp_path / "b.mrc", present, tmp_path / "a.mrc", tmp_path / "b.mrc"], "label", tmp_path / "list.star")
 
 
-def test_voxel_size_errors_name_the_callers_option(tmp_path):
-    files = tomograms(tmp_path, ["t.mrc"])
+def test_voxel_size_errors_name_the_callers_option(tmp_path, blank_tomograms):
+    files = blank_tomograms(tmp_path, ["t.mrc"])
     star = tomogram_set(tmp_path / "tomograms.star", [("TS_01", str(files[0]), 0.0, 4.0)])
     with pytest.raises(InputFileError, match=r"rlnTomoTiltSeriesPixelSize of TS_01 is '0.000000'.*\(--voxel-size\)"):
         read_tomogram_list(star)
@@ -96,8 +83,8 @@ def test_voxel_size_errors_name_the_callers_option(tmp_path):
     assert read_tomogram_list(star, voxel_size=9.5).tomograms[0].voxel_size == 9.5
 
 
-def test_a_micrograph_list_takes_each_rows_optics_group_pixel_size_and_file_stems_as_names(tmp_path):
-    files = tomograms(tmp_path, ["a/TS_1.mrc", "b/TS_2.rec"])
+def test_a_micrograph_list_takes_each_rows_optics_group_pixel_size_and_file_stems_as_names(tmp_path, blank_tomograms):
+    files = blank_tomograms(tmp_path, ["a/TS_1.mrc", "b/TS_2.rec"])
     star = micrograph_list(tmp_path / "mics.star", [(str(files[0]), 2), (str(files[1]), 1)], {1: 10.0, 2: 13.5})
     found = read_tomogram_list(star)
     assert found.kind is ListKind.MICROGRAPHS and found.block == "micrographs"
@@ -105,8 +92,8 @@ def test_a_micrograph_list_takes_each_rows_optics_group_pixel_size_and_file_stem
                                                                         ("TS_2", files[1], 10.0)]
 
 
-def test_star_text_writes_the_tables_back_unchanged_with_new_columns(tmp_path):
-    files = tomograms(tmp_path, ["rec_TS_01.mrc"])
+def test_star_text_writes_the_tables_back_unchanged_with_new_columns(tmp_path, blank_tomograms):
+    files = blank_tomograms(tmp_path, ["rec_TS_01.mrc"])
     star = tomogram_set(tmp_path / "tomograms.star", [("TS_01", str(files[0]), 1.35, 6.0)])
     found = read_tomogram_list(star)
     out = tmp_path / "out.star"
