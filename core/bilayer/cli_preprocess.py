@@ -159,7 +159,7 @@ def match_mask(segmentation: Path, like: Path, out_path: Path | None, voxel_size
                overwrite: bool) -> None:
     """Put SEGMENTATION, made on a rescaled tomogram, back onto the original tomogram's grid by nearest
     neighbour (MemBrain-seg's match_seg_to_tomo), with the original's header."""
-    from bilayer.preprocess.rescale import match_mask_file
+    from bilayer.preprocess.match_mask import match_mask_file
 
     echo_volume(match_mask_file(segmentation, like, out_path, voxel_size=voxel_size, overwrite=overwrite))
 

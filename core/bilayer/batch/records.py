@@ -12,6 +12,10 @@ done again). :func:`is_done` trusts a record only when it says ``done`` with the
 settings hash and every output it names still exists, so a kill at any moment loses nothing and
 nothing finished is redone. Every file is written through :func:`bilayer.io.atomic_open`, so it
 is complete or absent. Pure bookkeeping over files: no torch.
+
+Above 350 lines: the run record, the per-tomogram records and the summary built from them are one
+contract (what "done" means); the summary and table (:func:`write_summary`, :func:`run_table`) are
+the part to move out when the module grows.
 """
 
 from __future__ import annotations

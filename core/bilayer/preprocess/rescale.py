@@ -1,5 +1,5 @@
-"""Pixel-size matching out of core: MemBrain-seg's ``tomo_preprocessing match_pixel_size`` and
-``match_seg_to_tomo``, with memory bounded by a slab budget whatever the tomogram's size.
+"""Pixel-size matching out of core: MemBrain-seg's ``tomo_preprocessing match_pixel_size``, with memory
+bounded by a slab budget whatever the tomogram's size.
 
 **Rescaling** (:func:`rescale_file`). MemBrain-seg's rule: the new shape is ``shape * input / target
 voxel size``, rounded, odd sizes raised by one (:func:`rescaled_shape`); the centred Fourier spectrum
@@ -37,12 +37,10 @@ seg, the header gets the target voxel size, though the rounding to even sizes ma
 ``shape * voxel size / new shape`` (within 1.5 voxels over an axis). Equal voxel sizes give the
 z-scored tomogram, as in MemBrain-seg.
 
-**Masks back** (:func:`match_mask_file`): MemBrain-seg's ``scipy.ndimage.zoom(order=0)`` from the
-mask's grid to the original tomogram's, corner-aligned (output voxel ``o`` takes source
-``round(o (n - 1) / (m - 1))``, scipy's rounding kept), one slab at a time; the original's voxel size
-and origin, the mask's dtype. One fix: where scipy's float rounding puts the last voxel a hair
-beyond the source, zoom writes 0 there (its ``constant`` mode), a missing last plane for some
-shapes; Bilayer takes the last source voxel.
+Masks made on the rescaled tomogram go back onto the original grid in :mod:`.match_mask`, which
+reads through this module's plane reader (``_planes``). The module stays above 350 lines because
+its three passes, the edge mask and the slab plumbing they share make one algorithm; the edge mask
+could move out if it grows.
 """
 
 from __future__ import annotations
@@ -53,7 +51,6 @@ import math
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,7 +61,7 @@ import scipy.fft
 import scipy.ndimage
 
 from bilayer import checks
-from bilayer.errors import BilayerWarning, ConfigError, InputFileError, OutputError, VoxelSizeError
+from bilayer.errors import ConfigError, InputFileError, OutputError
 from bilayer.io import (
     PLAUSIBLE_VOXEL_SIZE,
     Volume,
@@ -73,10 +70,9 @@ from bilayer.io import (
     open_volume_writer,
     output_name,
     read_tomogram,
-    read_volume,
 )
 
-__all__ = ["EDGE_MARGIN", "EDGE_WIDTH", "check_rescale", "match_mask_file", "nearest_indices", "rescale_file", "rescale_volume",
+__all__ = ["EDGE_MARGIN", "EDGE_WIDTH", "check_rescale", "rescale_file", "rescale_volume",
            "rescaled_shape", "smooth_edge_mask"]
 
 logger = logging.getLogger(__name__)
@@ -498,81 +494,3 @@ def rescale_file(source: str | os.PathLike, destination: str | os.PathLike | Non
                               "some space or choose another --out or --temp-dir") from e
         raise
     return target
-
-
-def nearest_indices(size: int, new_size: int) -> np.ndarray:
-    """For each of ``new_size`` voxels, the nearest of ``size`` source voxels as
-    ``scipy.ndimage.zoom(order=0)`` (MemBrain-seg's ``match_seg_to_tomo``) picks it: corner-aligned,
-    ``round(o (size - 1) / (new_size - 1))`` with scipy's rounding; its out-of-range last voxel
-    (which zoom sets to 0) takes the last source voxel."""
-    if new_size < 2 or size < 2:
-        return np.zeros(new_size, dtype=np.intp)
-    picked = scipy.ndimage.zoom(np.arange(1, size + 1, dtype=float), new_size / size, order=0, prefilter=False)
-    exact = (2 * np.arange(new_size) * (size - 1) + (new_size - 1)) // (2 * (new_size - 1))
-    if picked.size != new_size:
-        return exact.astype(np.intp)
-    return np.where(picked >= 1, picked - 1, exact).astype(np.intp)
-
-
-def match_mask_file(segmentation: str | os.PathLike, like: str | os.PathLike,
-                    destination: str | os.PathLike | None = None, *, voxel_size: float | None = None,
-                    overwrite: bool = False) -> Path:
-    """Put a mask made on a rescaled tomogram back onto the original tomogram ``like``'s grid
-    (MemBrain-seg's ``match_seg_to_tomo``: nearest neighbour), slab by slab; returns the path written.
-
-    Args:
-        segmentation: the mask (or labels, or scores) on the rescaled grid; its dtype is kept.
-        like: the original tomogram; only its header is read (shape, voxel size, origin).
-        destination: the file, a folder (``<like-stem>_seg.mrc`` in it), or ``None`` (that name beside
-            ``segmentation``).
-        voxel_size: Å, replacing ``like``'s header voxel size.
-        overwrite: replace an existing ``destination`` (never an input).
-
-    Raises:
-        InputFileError: an unreadable file, or a mask that does not cover the tomogram's extent
-            (within 3 of its voxels per axis).
-        VoxelSizeError: ``like`` has no plausible voxel size and none was given.
-        OutputError: the output is an input, or exists without ``overwrite``.
-    """
-    segmentation, like = Path(segmentation), Path(like)
-    original = _read_geometry(like, voxel_size, check_finite=False)
-    mask, known = _read_mask(segmentation)
-    covers = np.multiply(original.shape, original.voxel_size)
-    extent = np.multiply(mask.shape, mask.voxel_size)
-    if known and np.any(np.abs(extent - covers) > 3 * np.asarray(mask.voxel_size)):
-        raise InputFileError(f"{segmentation} covers {_triple(extent)} Å but {like} covers {_triple(covers)} Å "
-                             f"(z, y, x); give the mask made on {like.name}'s rescaled copy, or fix a header's "
-                             "voxel size")
-    target = _destination(destination, segmentation.parent, output_name(like, "mask"))
-    protect = [segmentation, like]
-    ensure_output_dir(target.parent)
-    check_output_path(target, overwrite=overwrite, protect=protect)
-    index = [nearest_indices(n, m) for n, m in zip(mask.shape, original.shape)]
-    dtype = mask.data.dtype.newbyteorder("=")
-    step = _step(original.shape[0], (original.shape[1] * original.shape[2] + mask.shape[1] * mask.shape[2]) * 8)
-    with _planes(mask.data, dtype) as read, open_volume_writer(
-            target, original.shape, dtype, original.voxel_size, original.origin, overwrite=overwrite,
-            protect=protect, labels=[f"bilayer preprocess match-mask {segmentation.name}"[:80]]) as writer:
-        for z0 in range(0, original.shape[0], step):
-            planes = index[0][z0:z0 + step]
-            first = int(planes.min())
-            source = read(first, int(planes.max()) + 1)
-            writer.write(z0, source[planes - first][:, index[1]][:, :, index[2]])
-    return target
-
-
-def _read_mask(path: Path) -> tuple[Volume, bool]:
-    """The mask memory-mapped, and whether its header's voxel size is plausible (else its extent
-    cannot be checked: MemBrain-seg and others may leave it 0 or 1 Å)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*usually means 'unset'.*", category=BilayerWarning)
-        try:
-            mask = read_volume(path)
-        except VoxelSizeError:
-            return read_volume(path, voxel_size=1.0), False
-    low, high = PLAUSIBLE_VOXEL_SIZE
-    return mask, all(low <= v <= high for v in mask.voxel_size)
-
-
-def _triple(values: Sequence[float]) -> str:
-    return " x ".join(f"{v:.0f}" for v in values)
