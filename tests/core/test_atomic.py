@@ -128,3 +128,14 @@ def test_a_full_disk_while_writing_is_an_output_error_naming_the_file(tmp_path, 
     with pytest.raises(OutputError, match=r"cannot write .*v.mrc: No space left on device; free space"):
         write_volume(tmp_path / "v.mrc", np.zeros((2, 2, 2), np.float32), voxel_size=1.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_file_identity_follows_links_to_one_file_and_keeps_a_file_to_be_written_as_given(tmp_path):
+    from bilayer.io import file_identity
+
+    target = tmp_path / "t.mrc"
+    target.write_bytes(b"x")
+    (tmp_path / "link.mrc").symlink_to(target)
+    (tmp_path / "sub").mkdir()
+    assert file_identity(tmp_path / "link.mrc") == file_identity(tmp_path / "sub" / ".." / "t.mrc") == target
+    assert file_identity(tmp_path / "new" / ".." / "n.mrc") == tmp_path / "new" / ".." / "n.mrc"

@@ -46,7 +46,7 @@ from bilayer.batch.records import (
     write_summary,
 )
 from bilayer.errors import BilayerError, ConfigError, OutputError, PreflightError
-from bilayer.io import atomic_open, ensure_output_dir
+from bilayer.io import atomic_open, ensure_output_dir, file_identity
 
 if TYPE_CHECKING:
     from bilayer.infer.blend import ProgressFn
@@ -263,19 +263,12 @@ def _check_shared_outputs(todo: Sequence[Path], others: Sequence[Path], folder: 
     problems = []
     for source in todo:
         for path in outputs.paths(source, folder).values():
-            if path in taken and _identity(taken[path]) != _identity(source):
+            if path in taken and file_identity(taken[path]) != file_identity(source):
                 problems.append(f"{taken[path]} and {source} would both write {path}; rename one, or segment them "
                                 "into separate run folders")
                 break
     if problems:
         raise PreflightError(problems)
-
-
-def _identity(path: Path) -> Path:
-    try:
-        return path.resolve(strict=True)
-    except OSError:
-        return path.absolute()
 
 
 def _remember_tomograms(run: Run, sources: Sequence[Path]) -> None:

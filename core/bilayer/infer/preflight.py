@@ -25,7 +25,7 @@ from bilayer.infer.config import OutputOptions
 from bilayer.infer.grid import WindowGrid
 from bilayer.infer.passes import temporary_bytes
 from bilayer.infer.uncertainty import smoothing_bytes
-from bilayer.io import Volume, check_output_path, read_tomogram
+from bilayer.io import Volume, check_output_path, file_identity, read_tomogram
 from bilayer.io.volume import PLAUSIBLE_VOXEL_SIZE, check_plausible_voxel_size
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ def plan_segmentation(sources: Sequence[str | os.PathLike], out_dirs: str | os.P
     claimed: dict[Path, Path] = {}
     for source, folder, size in zip(sources, folders, sizes):
         source = Path(source)
-        key = _identity(source)
+        key = file_identity(source)
         if key in seen_inputs:
             also = "" if seen_inputs[key] == source else f" (also as {seen_inputs[key]})"
             problems.append(f"{source} is given twice{also}; give each tomogram once")
@@ -266,13 +266,6 @@ def _free_bytes(folder: Path) -> int | None:
         return shutil.disk_usage(folder).free
     except OSError:
         return None
-
-
-def _identity(path: Path) -> Path:
-    try:
-        return path.resolve(strict=True)
-    except OSError:
-        return path.absolute()
 
 
 def _gb(n: int) -> str:

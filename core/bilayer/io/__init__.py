@@ -1,6 +1,13 @@
 """Reading and writing tomograms: MRC volumes with voxel size and origin, written atomically."""
 
-from bilayer.io.atomic import OutputGroup, atomic_open, check_output_path, ensure_output_dir, output_group
+from bilayer.io.atomic import (
+    OutputGroup,
+    atomic_open,
+    check_output_path,
+    ensure_output_dir,
+    file_identity,
+    output_group,
+)
 from bilayer.io.mrc import MRC_SUFFIXES, read_header, read_tomogram, read_volume
 from bilayer.io.mrc_writer import HEADER_BYTES, VolumeWriter, open_volume_writer, output_dtype, write_volume
 from bilayer.io.naming import OUTPUT_SUFFIXES, output_name, output_paths
@@ -19,6 +26,7 @@ __all__ = [
     "check_output_path",
     "check_plausible_voxel_size",
     "ensure_output_dir",
+    "file_identity",
     "open_volume_writer",
     "output_dtype",
     "output_group",

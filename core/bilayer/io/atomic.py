@@ -27,7 +27,7 @@ import numpy as np
 
 from bilayer.errors import OutputError
 
-__all__ = ["OutputGroup", "atomic_open", "check_output_path", "ensure_output_dir", "output_group"]
+__all__ = ["OutputGroup", "atomic_open", "check_output_path", "ensure_output_dir", "file_identity", "output_group"]
 
 _PROC_FD = Path("/proc/self/fd")
 #: Errors of a disk that cannot take more: full, over quota, or over the process's file size limit.
@@ -53,6 +53,16 @@ def ensure_output_dir(folder: str | os.PathLike) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"output folder {folder} is not writable; choose another --out or fix its permissions")
     return folder
+
+
+def file_identity(path: str | os.PathLike) -> Path:
+    """What makes two names the same file: the resolved path of an existing file (links followed), else
+    the absolute path as given (a file still to be written)."""
+    path = Path(path)
+    try:
+        return path.resolve(strict=True)
+    except OSError:
+        return path.absolute()
 
 
 def check_output_path(
