@@ -8,13 +8,16 @@ options given on the command line override the file.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import click
 import numpy as np
 
 from bilayer.cli_common import VOXEL_SIZE_HELP, echo_error, given_options
+from bilayer.errors import OutputError
 from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, TtaGrid
 from bilayer.io import output_name, write_volume
 
@@ -23,11 +26,15 @@ __all__ = ["components", "segment_command", "segment_options_from_args", "skelet
 _INFER = InferenceConfig()  # the engine's defaults, shown in --help
 _OUTPUTS = OutputOptions()
 #: Parameters of ``segment`` that are not segmentation options.
-_NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite", "redo", "retry_failed")
+_NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite", "redo", "retry_failed", "workers", "devices",
+                "tomogram_column")
 
 
 @click.command("segment")
 @click.argument("tomograms", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--tomogram-column", default="auto", show_default=True, metavar="LABEL",
+              help="With a RELION STAR list: the column naming the tomograms (auto: the reconstructed tomogram, "
+                   "or rlnMicrographName).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Folder for <stem>_seg.mrc and the other outputs.")
 @click.option("--settings", "settings_file", type=click.Path(path_type=Path), default=None,
@@ -78,6 +85,12 @@ _NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite", "redo", "r
               help="Also write <stem>_seg_t<T>.mrc, the mask at threshold T, from the same scores (as bilayer "
                    "threshold); repeat, or give several separated by commas.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--devices", default=None, metavar="LIST",
+              help="One worker process per device, sharing the run's tomograms: e.g. cuda:0,cuda:1, or all "
+                   "(every GPU); a device may repeat.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes on --device sharing the run's tomograms (on the CPU the cores are split "
+                   "between them).")
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_INFER.precision.value,
               show_default=True, help="Arithmetic of the network (auto: bfloat16 where the hardware has it).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_INFER.batch_size, show_default=True,
@@ -88,8 +101,12 @@ _NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite", "redo", "r
 @click.option("--redo", is_flag=True, help="Redo every tomogram of the run folder, with these settings.")
 @click.option("--retry-failed", is_flag=True, help="Take the tomograms that failed in the run folder again.")
 def segment_command(tomograms: tuple[Path, ...], out_dir: Path, settings_file: Path | None, overwrite: bool,
-                    redo: bool, retry_failed: bool, **_: Any) -> int:
+                    redo: bool, retry_failed: bool, workers: int | None, devices: str | None, tomogram_column: str,
+                    **_: Any) -> int:
     """Segment membranes in tomograms: writes <stem>_seg.mrc (int8 0/1) per input.
+
+    TOMOGRAMS: MRC files, globs ('tomos/*.mrc', quoted), text lists (.txt, .list or @file: one
+    path or glob a line) and RELION tomogram STAR files, in any mix.
 
     Every input and output is checked before the first window (readable, 3-D, finite, a
     plausible voxel size, no output names shared or existing, memory and disk enough); any
@@ -103,14 +120,16 @@ def segment_command(tomograms: tuple[Path, ...], out_dir: Path, settings_file: P
     run (finished tomograms are skipped; several processes may share the folder); other
     settings are refused unless --redo. 'bilayer status RUN' shows where a run stands.
     """
+    from bilayer.batch.inputs import expand_inputs
     from bilayer.batch.runner import run_batch
+    from bilayer.batch.workers import run_workers, worker_devices
     from bilayer.infer.config import segment_options
     from bilayer.infer.predictor import Predictor
     from bilayer.io import ensure_output_dir
 
     options = segment_options(settings_file, **given_options(exclude=_NOT_OPTIONS))
+    inputs = expand_inputs(tomograms, tomogram_column=tomogram_column)
     folder = ensure_output_dir(out_dir)
-    predictor = Predictor.from_checkpoint(options.model, options.inference, options.device)
 
     def started(report: Any, to_do: int) -> None:
         before = len(report.done_before) + len(report.failed_before)
@@ -120,13 +139,25 @@ def segment_command(tomograms: tuple[Path, ...], out_dir: Path, settings_file: P
 
     def finished(outcome: Any) -> None:
         if outcome.status == "done":
-            click.echo(outcome.report.summary())
+            click.echo(f"[{outcome.worker}] {outcome.summary}" if outcome.worker else outcome.summary)
         elif outcome.status in ("failed", "stopped"):
             echo_error(outcome.error)
         elif outcome.status == "held":
             click.echo(f"{outcome.tomogram.name}: another process is segmenting it")
 
-    report = run_batch(tomograms, folder, options, predictor, redo=redo, retry_failed=retry_failed,
+    if workers is not None or devices is not None:
+        chosen = worker_devices(devices, workers, options.device)
+        if len(chosen) > 1:
+            report = run_workers(inputs, folder, options, chosen, redo=redo, retry_failed=retry_failed,
+                                 overwrite=overwrite, on_start=started, on_outcome=finished)
+            for warning in report.warnings:
+                click.echo(f"bilayer: warning: {warning}", err=True)
+            if report.stopped is not None and not isinstance(report.stopped, OutputError):
+                echo_error(report.stopped)
+            return report.exit_status
+        options = replace(options, device=chosen[0])
+    predictor = Predictor.from_checkpoint(options.model, options.inference, options.device)
+    report = run_batch(inputs, folder, options, predictor, redo=redo, retry_failed=retry_failed,
                        overwrite=overwrite, progress=lambda plan: _window_progress(plan.source.name),
                        on_start=started, on_outcome=finished)
     return report.exit_status

@@ -1,6 +1,6 @@
 """Many tomograms: run folders whose work is idempotent, per-tomogram claims shared between
 processes and nodes, the run's summary, and its inputs expanded from files, globs, text lists and
-RELION tomogram lists (issue 21).
+RELION tomogram lists, worker processes per device (issue 21).
 
 Names load on first use (no torch): see each module.
 """
@@ -16,6 +16,7 @@ _HOMES: dict[str, str] = {
     **dict.fromkeys(("Run", "TomogramRecord", "format_table", "is_done", "model_id", "open_run", "run_table",
                      "tomogram_key", "write_record", "write_summary"), "records"),
     **dict.fromkeys(("BatchReport", "Outcome", "run_batch", "run_status"), "runner"),
+    **dict.fromkeys(("run_workers", "worker_devices"), "workers"),
 }
 
 __getattr__, __all__ = lazy_names(__name__, _HOMES)

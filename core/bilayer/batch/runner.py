@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bilayer.batch.claims import claim_state, try_claim
+from bilayer.batch.inputs import BatchInput
 from bilayer.batch.records import (
     RUN_FILE,
     RecordStatus,
@@ -55,8 +56,8 @@ if TYPE_CHECKING:
     from bilayer.infer.preflight import TomogramPlan
     from bilayer.infer.segmentation import SegmentReport
 
-__all__ = ["TOMOGRAMS_FILE", "BatchReport", "Outcome", "open_existing_run", "run_batch", "run_settings",
-           "run_status", "run_tomograms"]
+__all__ = ["TOMOGRAMS_FILE", "BatchReport", "Outcome", "PreparedBatch", "open_existing_run", "prepare_batch",
+           "run_batch", "run_settings", "run_status", "run_tomograms", "work_batch"]
 
 #: The run's tomograms (absolute paths, one a line, in the order first given), for ``bilayer status``.
 TOMOGRAMS_FILE = "tomograms.txt"
@@ -65,12 +66,16 @@ TOMOGRAMS_FILE = "tomograms.txt"
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one tomogram: ``status`` is done, failed, skipped (done by another process
-    meanwhile), held (another live process has it) or stopped (an output error ended the run)."""
+    meanwhile), held (another live process has it) or stopped (an output error ended the run).
+    ``summary`` is the one-line result of a finished tomogram (:meth:`SegmentReport.summary`);
+    ``worker`` names the worker process that did it (:mod:`bilayer.batch.workers`), if any."""
 
     tomogram: Path
     status: str
     report: SegmentReport | None = None
     error: BaseException | None = None
+    summary: str = ""
+    worker: str = ""
 
 
 @dataclass
@@ -86,13 +91,29 @@ class BatchReport:
     """Finished by another process after this one planned them."""
     held: list[Path] = field(default_factory=list)
     """Claimed by another live process."""
-    stopped: OutputError | None = None
+    stopped: BaseException | None = None
+    """What ended the run early: an output error (a full disk), or a worker process that died with
+    tomograms left undone."""
+    warnings: list[str] = field(default_factory=list)
+    """What went wrong without costing a tomogram (a worker that died after a sibling took its work over)."""
 
     @property
     def exit_status(self) -> int:
         """0 when nothing failed (now or before) and the run was not stopped, else 2. Tomograms held by
         other processes do not count: they are theirs to finish (``bilayer status`` shows them)."""
         return 2 if self.failed or self.failed_before or self.stopped is not None else 0
+
+
+@dataclass
+class PreparedBatch:
+    """A checked run, ready to work: the opened run, the report so far (``done_before``,
+    ``failed_before``) and one plan per tomogram to do, in order."""
+
+    run: Run
+    report: BatchReport
+    plans: list[TomogramPlan]
+    overwrite: bool
+    """Whether existing outputs of the tomograms to do are replaced (they are the run's, or asked)."""
 
 
 def run_settings(options: SegmentOptions) -> tuple[dict[str, Any], str]:
@@ -102,58 +123,86 @@ def run_settings(options: SegmentOptions) -> tuple[dict[str, Any], str]:
     return settings, model_id(options.model)
 
 
-def run_batch(sources: Sequence[str | os.PathLike], run_dir: str | os.PathLike, options: SegmentOptions,
-              predictor: Predictor, *, redo: bool = False, retry_failed: bool = False, overwrite: bool = False,
+def run_batch(sources: Sequence[str | os.PathLike | BatchInput], run_dir: str | os.PathLike, options: SegmentOptions,
+              predictor: Predictor, *, folders: Sequence[str | os.PathLike] | None = None, redo: bool = False,
+              retry_failed: bool = False, overwrite: bool = False, memory: int | None = -1,
               progress: Callable[[TomogramPlan], ProgressFn | None] | None = None,
               on_start: Callable[[BatchReport, int], None] | None = None,
               on_outcome: Callable[[Outcome], None] | None = None,
-              heartbeat: float = 30.0, stale_after: float = 300.0) -> BatchReport:
+              heartbeat: float = 30.0, stale_after: float = 300.0, prefetch: bool = True) -> BatchReport:
     """Segment ``sources`` into the run folder ``run_dir``, doing only what is not done yet.
 
     Args:
-        sources: tomogram files, in the order to do them.
+        sources: tomogram files (or :class:`~bilayer.batch.inputs.BatchInput` with a voxel size from
+            a STAR list), in the order to do them.
         run_dir: the run folder: outputs (named as by ``bilayer segment``), the run record, the
             records, claims and summary.
-        options: the segmentation options; ``predictor`` must be loaded from them.
+        options: the segmentation options; ``predictor`` must be loaded from them. ``options.voxel_size``
+            replaces every tomogram's, a STAR list's included.
+        folders: an output folder per source (e.g. ``RUN/tomograms/TS_01``, as RELION lays jobs out);
+            ``None``: every output in ``run_dir``.
         redo: do every tomogram again with these settings (earlier records become stale).
         retry_failed: take tomograms that failed with these settings again.
         overwrite: replace existing outputs in a folder that has no run record yet.
+        memory: bytes of memory one tomogram may plan for (-1: what is available; ``None``: no check),
+            as :func:`~bilayer.infer.preflight.plan_segmentation`.
         progress: a window-progress callback per tomogram (``(done, total)``), or ``None``.
         on_start: called once after the checks, before any work, with the report (``done_before``,
             ``failed_before`` filled) and the number of tomograms to do.
         on_outcome: called after each tomogram taken up with its :class:`Outcome`.
         heartbeat, stale_after: of the claims (:func:`~bilayer.batch.claims.try_claim`).
+        prefetch: read the next tomogram into the page cache while the current one is segmented.
 
     Raises:
         PreflightError: problems of the inputs or outputs to do, all listed, before any work.
         ConfigError: the folder's run was made with other settings (unless ``redo``).
     """
+    prepared = prepare_batch(sources, run_dir, options, predictor, folders=folders, redo=redo,
+                             retry_failed=retry_failed, overwrite=overwrite, memory=memory)
+    if on_start is not None:
+        on_start(prepared.report, len(prepared.plans))
+    return work_batch(prepared, predictor, options.outputs, retry_failed=retry_failed, progress=progress,
+                      on_outcome=on_outcome, heartbeat=heartbeat, stale_after=stale_after, prefetch=prefetch)
+
+
+def prepare_batch(sources: Sequence[str | os.PathLike | BatchInput], run_dir: str | os.PathLike,
+                  options: SegmentOptions, predictor: Predictor, *,
+                  folders: Sequence[str | os.PathLike] | None = None, redo: bool = False,
+                  retry_failed: bool = False, overwrite: bool = False, memory: int | None = -1) -> PreparedBatch:
+    """The checks and bookkeeping of :func:`run_batch` before any work: sort the tomograms into done
+    before, failed before and to do, check every one to do, then open (or start) the run and add the
+    tomograms to its list. Same arguments as :func:`run_batch`; writes nothing when a check fails."""
     from bilayer.infer.preflight import plan_segmentation
 
     if predictor.config != options.inference:
         raise ConfigError("the predictor was loaded with other inference options than the run's; load it with "
                           "Predictor.from_checkpoint(options.model, options.inference, options.device)")
-    sources = [Path(s) for s in sources]
     folder = ensure_output_dir(run_dir)
+    paths, sizes = _sources(sources, options.voxel_size)
+    if folders is not None and len(folders) != len(paths):
+        raise ConfigError(f"{len(folders)} output folders given for {len(paths)} tomograms; give one per tomogram")
+    outs = [folder] * len(paths) if folders is None else [ensure_output_dir(f) for f in folders]
     settings, model = run_settings(options)
     existing = (folder / RUN_FILE).is_file()
     earlier = open_run(folder, settings, model) if existing and not redo else None  # writes nothing
     report = BatchReport()
     todo = []
-    for source in sources:
+    for index, source in enumerate(paths):
         key = tomogram_key(source)
         if earlier is not None and is_done(earlier, key):
             report.done_before.append(source)
         elif earlier is not None and not retry_failed and _failed(earlier, key):
             report.failed_before.append(source)
         else:
-            todo.append(source)
-    _check_shared_outputs(todo, [*report.done_before, *report.failed_before], folder, options.outputs)
+            todo.append(index)
+    chosen = set(todo)
+    _check_shared_outputs([(paths[i], outs[i]) for i in todo],
+                          [(p, o) for i, (p, o) in enumerate(zip(paths, outs)) if i not in chosen], options.outputs)
     ours = overwrite or existing
 
     def plan() -> list[TomogramPlan]:
-        return plan_segmentation(todo, folder, predictor, options.outputs, voxel_size=options.voxel_size,
-                                 overwrite=ours) if todo else []
+        return plan_segmentation([paths[i] for i in todo], [outs[i] for i in todo], predictor, options.outputs,
+                                 voxel_size=[sizes[i] for i in todo], overwrite=ours, memory=memory) if todo else []
 
     try:
         plans = plan()
@@ -163,24 +212,73 @@ def run_batch(sources: Sequence[str | os.PathLike], run_dir: str | os.PathLike, 
         ours = True  # another process started the run meanwhile: the outputs found are the run's
         plans = plan()
     run = open_run(folder, settings, model, redo=redo)
-    _remember_tomograms(run, sources)
+    _remember_tomograms(run, paths)
     write_summary(run)
-    if on_start is not None:
-        on_start(report, len(plans))
-    for planned in plans:
-        outcome = _segment_one(run, planned, predictor, options.outputs, overwrite=ours, retry_failed=retry_failed,
-                               progress=progress(planned) if progress else None, heartbeat=heartbeat,
-                               stale_after=stale_after)
+    return PreparedBatch(run, report, plans, ours)
+
+
+def work_batch(prepared: PreparedBatch, predictor: Predictor, outputs: OutputOptions, *, retry_failed: bool = False,
+               progress: Callable[[TomogramPlan], ProgressFn | None] | None = None,
+               on_outcome: Callable[[Outcome], None] | None = None, heartbeat: float = 30.0,
+               stale_after: float = 300.0, prefetch: bool = True) -> BatchReport:
+    """Claim, segment and record each planned tomogram of ``prepared`` in turn (see :func:`run_batch`);
+    returns ``prepared.report`` filled in."""
+    from bilayer.batch.prefetch import Prefetch
+
+    run, report, plans = prepared.run, prepared.report, prepared.plans
+    reading: Prefetch | None = None
+
+    def take(planned: TomogramPlan, following: Path | None) -> Outcome:
+        nonlocal reading
+        if reading is not None:
+            reading.stop()
+        reading = Prefetch.start(following) if prefetch and following is not None else None
+        return _segment_one(run, planned, predictor, outputs, overwrite=prepared.overwrite, retry_failed=retry_failed,
+                            progress=progress(planned) if progress else None, heartbeat=heartbeat,
+                            stale_after=stale_after)
+
+    def tell(outcome: Outcome) -> bool:
+        """File the outcome; False when the run must stop."""
         {"done": report.done, "failed": report.failed, "skipped": report.skipped,
-         "held": report.held}.get(outcome.status, []).append(planned.source)
+         "held": report.held}.get(outcome.status, []).append(outcome.tomogram)
         if outcome.status in ("done", "failed"):
             write_summary(run)
         if on_outcome is not None:
             on_outcome(outcome)
         if outcome.status == "stopped":
-            report.stopped = outcome.error  # type: ignore[assignment]
-            break
+            report.stopped = outcome.error
+        return outcome.status != "stopped"
+
+    held = []
+    try:
+        for index, planned in enumerate(plans):
+            outcome = take(planned, plans[index + 1].source if index + 1 < len(plans) else None)
+            if outcome.status == "held":
+                held.append(planned)  # taken once more at the end: its holder may have died meanwhile
+            elif not tell(outcome):
+                return report
+        for planned in held:
+            if not tell(take(planned, None)):
+                return report
+    finally:
+        if reading is not None:
+            reading.stop()
     return report
+
+
+def _sources(sources: Sequence[str | os.PathLike | BatchInput],
+             voxel_size: float | None) -> tuple[list[Path], list[float | None]]:
+    """The paths of ``sources`` and the voxel size of each: ``voxel_size`` when given, else a STAR
+    list's (a :class:`BatchInput`'s), else ``None`` (the header's)."""
+    paths, sizes = [], []
+    for source in sources:
+        if isinstance(source, BatchInput):
+            paths.append(source.path)
+            sizes.append(voxel_size if voxel_size is not None else source.voxel_size)
+        else:
+            paths.append(Path(source))
+            sizes.append(voxel_size)
+    return paths, sizes
 
 
 class _ClaimLost(BilayerError):
@@ -232,7 +330,7 @@ def _segment_one(run: Run, plan: TomogramPlan, predictor: Predictor, outputs: Ou
             return Outcome(source, "held", report=result)
         write_record(run, key, TomogramRecord.done(run, source.absolute(), result.outputs, seconds=result.seconds,
                                                    membrane_fraction=result.membrane_fraction))
-    return Outcome(source, "done", report=result)
+    return Outcome(source, "done", report=result, summary=result.summary())
 
 
 @contextmanager
@@ -256,12 +354,14 @@ def _failed(run: Run, key: str) -> bool:
     return record is not None and record.status is RecordStatus.FAILED and record.settings_hash == run.settings_hash
 
 
-def _check_shared_outputs(todo: Sequence[Path], others: Sequence[Path], folder: Path, outputs: OutputOptions) -> None:
+def _check_shared_outputs(todo: Sequence[tuple[Path, Path]], others: Sequence[tuple[Path, Path]],
+                          outputs: OutputOptions) -> None:
     """Refuse a tomogram to do whose outputs are those of one done (or failed) before, e.g. a second
-    ``t.mrc`` from another folder (the pre-flight checks the ones to do among themselves)."""
-    taken = {path: source for source in others for path in outputs.paths(source, folder).values()}
+    ``t.mrc`` from another folder (the pre-flight checks the ones to do among themselves). Each
+    tomogram comes with its output folder."""
+    taken = {path: source for source, folder in others for path in outputs.paths(source, folder).values()}
     problems = []
-    for source in todo:
+    for source, folder in todo:
         for path in outputs.paths(source, folder).values():
             if path in taken and file_identity(taken[path]) != file_identity(source):
                 problems.append(f"{taken[path]} and {source} would both write {path}; rename one, or segment them "
