@@ -15,9 +15,13 @@ __all__ = ["status_command"]
               help="Seconds without a heartbeat after which a claim counts as abandoned (its tomogram: waiting).")
 def status_command(run_dir: Path, stale_after: float) -> int:
     """Show every tomogram of the run folder RUN_DIR (the --out of bilayer segment): done, failed
-    (with its reason), running (claimed by a live process) or waiting, and the counts."""
+    (with its reason), running (claimed by a live process) or waiting, and the counts; then the
+    state of each SLURM job submitted for it (bilayer segment --slurm)."""
     from bilayer.batch.records import format_table
     from bilayer.batch.runner import run_status
+    from bilayer.batch.slurm import job_lines
 
     click.echo(format_table(run_status(run_dir, stale_after)))
+    for line in job_lines(run_dir):
+        click.echo(line)
     return 0

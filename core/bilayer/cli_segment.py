@@ -27,7 +27,7 @@ _INFER = InferenceConfig()  # the engine's defaults, shown in --help
 _OUTPUTS = OutputOptions()
 #: Parameters of ``segment`` that are not segmentation options.
 _NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite", "redo", "retry_failed", "workers", "devices",
-                "tomogram_column")
+                "tomogram_column", "slurm")
 
 
 @click.command("segment")
@@ -91,6 +91,10 @@ _NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite", "redo", "r
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes on --device sharing the run's tomograms (on the CPU the cores are split "
                    "between them).")
+@click.option("--slurm", default=None, metavar="KEY=VALUE,...",
+              help="Submit the run to SLURM as one job array and return: e.g. partition=gpu,gpus_per_task=1,"
+                   "time=4:00:00,tasks=8 (sbatch's settings with _ for -; tasks: the array's size, default up to 4). "
+                   "Tasks share the tomograms through the run folder; rerun the command to resubmit what is left.")
 @click.option("--precision", type=click.Choice([p.value for p in Precision]), default=_INFER.precision.value,
               show_default=True, help="Arithmetic of the network (auto: bfloat16 where the hardware has it).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=_INFER.batch_size, show_default=True,
@@ -102,7 +106,7 @@ _NOT_OPTIONS = ("tomograms", "out_dir", "settings_file", "overwrite", "redo", "r
 @click.option("--retry-failed", is_flag=True, help="Take the tomograms that failed in the run folder again.")
 def segment_command(tomograms: tuple[Path, ...], out_dir: Path, settings_file: Path | None, overwrite: bool,
                     redo: bool, retry_failed: bool, workers: int | None, devices: str | None, tomogram_column: str,
-                    **_: Any) -> int:
+                    slurm: str | None, **_: Any) -> int:
     """Segment membranes in tomograms: writes <stem>_seg.mrc (int8 0/1) per input.
 
     TOMOGRAMS: MRC files, globs ('tomos/*.mrc', quoted), text lists (.txt, .list or @file: one
@@ -145,6 +149,9 @@ def segment_command(tomograms: tuple[Path, ...], out_dir: Path, settings_file: P
         elif outcome.status == "held":
             click.echo(f"{outcome.tomogram.name}: another process is segmenting it")
 
+    if slurm is not None:
+        return _submit(inputs, folder, options, slurm, workers, devices, redo=redo, retry_failed=retry_failed,
+                       overwrite=overwrite, started=started)
     if workers is not None or devices is not None:
         chosen = worker_devices(devices, workers, options.device)
         if len(chosen) > 1:
@@ -161,6 +168,26 @@ def segment_command(tomograms: tuple[Path, ...], out_dir: Path, settings_file: P
                        overwrite=overwrite, progress=lambda plan: _window_progress(plan.source.name),
                        on_start=started, on_outcome=finished)
     return report.exit_status
+
+
+def _submit(inputs: Any, folder: Path, options: Any, slurm: str, workers: int | None, devices: str | None, *,
+            redo: bool, retry_failed: bool, overwrite: bool, started: Any) -> int:
+    """``--slurm``: check, submit one job array, say how to follow it."""
+    from bilayer.batch.slurm import parse_slurm, submit_segment
+    from bilayer.errors import ConfigError
+
+    if workers is not None or devices is not None:
+        raise ConfigError("--slurm runs one worker per array task; give tasks= (and gpus_per_task=) in --slurm "
+                          "instead of --workers/--devices")
+    submitted = submit_segment(inputs, folder, options, parse_slurm(slurm), redo=redo, retry_failed=retry_failed,
+                               overwrite=overwrite)
+    started(submitted.report, submitted.to_do)
+    if submitted.job_id is None:
+        click.echo("nothing to do: every tomogram is done")
+        return submitted.report.exit_status
+    click.echo(f"submitted SLURM job {submitted.job_id}: {submitted.tasks} task(s) for {submitted.to_do} "
+               f"tomogram(s); follow it with: bilayer status {folder}  (logs in {submitted.log_folder})")
+    return 0
 
 
 def segment_options_from_args(args: Sequence[str]) -> Any:

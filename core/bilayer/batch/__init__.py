@@ -1,6 +1,6 @@
 """Many tomograms: run folders whose work is idempotent, per-tomogram claims shared between
 processes and nodes, the run's summary, and its inputs expanded from files, globs, text lists and
-RELION tomogram lists, worker processes per device (issue 21).
+RELION tomogram lists, worker processes per device and SLURM job arrays (issue 21).
 
 Names load on first use (no torch): see each module.
 """
@@ -17,6 +17,7 @@ _HOMES: dict[str, str] = {
                      "tomogram_key", "write_record", "write_summary"), "records"),
     **dict.fromkeys(("BatchReport", "Outcome", "run_batch", "run_status"), "runner"),
     **dict.fromkeys(("run_workers", "worker_devices"), "workers"),
+    **dict.fromkeys(("parse_slurm", "submit_segment"), "slurm"),
 }
 
 __getattr__, __all__ = lazy_names(__name__, _HOMES)
