@@ -68,5 +68,5 @@ def test_status_lines_say_when_slurm_cannot_be_asked(tmp_path, monkeypatch):
     (tmp_path / JOBS_FILE).write_text(json.dumps({"jobs": [{"job_id": "42", "tasks": 3, "submitted": "today",
                                                             "logs": "run/slurm"}]}))
     monkeypatch.setattr(slurm_module.shutil, "which", lambda name: None)
-    assert job_lines(tmp_path) == ["SLURM job 42 (3 task(s), submitted today, logs run/slurm): squeue not found "
-                                   "here, so its state is unknown"]
+    assert job_lines(tmp_path) == [("SLURM job 42 (3 task(s), submitted today, logs run/slurm): squeue not found "
+                                    "here, so its state is unknown")]
