@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import click
 
@@ -66,6 +67,10 @@ def _training_options(command: Callable) -> Callable:
                      help="torch.compile the network (faster steps after a minute or two of compiling; default on)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--restart", is_flag=True, help="Start afresh instead of continuing a run in --out."),
+        click.option("--slurm", default=None, metavar="KEY=VALUE,...",
+                     help="Submit the training to SLURM as one job and return: e.g. partition=gpu,gpus_per_node=4,"
+                          "time=24:00:00 (one data-parallel process per GPU; tasks= sets the processes per node, "
+                          "nodes= the nodes). Resubmit the same command to continue a run that was stopped."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -93,6 +98,10 @@ def finetune(dataset: Path | None, model_path: Path, **options: Any) -> None:
 
 
 def _run_training(dataset: Path | None, model_path: Path | None, options: dict[str, Any]) -> None:
+    slurm = options.pop("slurm", None)
+    if slurm is not None:
+        _submit_training(dataset, model_path, options, slurm)
+        return
     from bilayer.data import training_data
     from bilayer.model import load_checkpoint
     from bilayer.train import read_settings, training_config
@@ -121,6 +130,28 @@ def _run_training(dataset: Path | None, model_path: Path | None, options: dict[s
         result = run(config, train_data, options["out_dir"], val_data=val_data, init=init,
                      device=options["device"], resume=not options["restart"], on_epoch=report)
     click.echo(f"best: {result.best}\nlast: {result.last}\nmetrics: {result.folder / 'metrics.csv'}")
+
+
+def _submit_training(dataset: Path | None, model_path: Path | None, options: dict[str, Any], slurm: str) -> None:
+    """``--slurm``: submit this training (every option but --slurm) as one data-parallel SLURM job."""
+    from bilayer.batch.slurm import SLURM_FOLDER, parse_slurm, submit_distributed
+    from bilayer.io import ensure_output_dir
+
+    if dataset is None and options["synthetic"] is None:
+        raise click.UsageError("give a DATASET folder or --synthetic N")
+    dataset = None if dataset is None else dataset.absolute()
+    model_path = None if model_path is None else model_path.absolute()
+    options = {**options, "out_dir": ensure_output_dir(options["out_dir"]).absolute(),  # the nodes' paths
+               **{k: Path(options[k]).absolute() for k in ("config_path", "synth_config") if options[k] is not None}}
+    job = submit_distributed(_training_task, (dataset, model_path, options), parse_slurm(slurm), options["out_dir"])
+    click.echo(f"submitted SLURM job {job.job_id}: training into {options['out_dir']} (logs in "
+               f"{options['out_dir'] / SLURM_FOLDER}); follow it with squeue -j {job.job_id} and "
+               f"{options['out_dir'] / 'metrics.csv'}")
+
+
+def _training_task(dataset: Path | None, model_path: Path | None, options: dict[str, Any]) -> None:
+    """What each process of a ``--slurm`` training job runs (torch.distributed's variables are set)."""
+    _run_training(dataset, model_path, options)
 
 
 @contextlib.contextmanager

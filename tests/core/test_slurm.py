@@ -70,3 +70,15 @@ def test_status_lines_say_when_slurm_cannot_be_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(slurm_module.shutil, "which", lambda name: None)
     assert job_lines(tmp_path) == [("SLURM job 42 (3 task(s), submitted today, logs run/slurm): squeue not found "
                                     "here, so its state is unknown")]
+
+
+@pytest.mark.timeout(300)
+def test_a_distributed_job_gives_each_process_its_rank_and_they_join_one_group(tmp_path):
+    from bilayer.train.distributed import join_cluster
+
+    executor = submitit.LocalExecutor(folder=tmp_path / "submitit")
+    executor.update_parameters(timeout_min=5, tasks_per_node=2)
+    job = slurm_module.submit_distributed(join_cluster, ("cpu",), {}, tmp_path / "train", executor=executor)
+    clusters = job.results()
+    assert sorted((c.rank, c.world_size) for c in clusters) == [(0, 2), (1, 2)]  # gloo joined: both ranks returned
+    assert json.loads((tmp_path / "train" / JOBS_FILE).read_text())["jobs"][0]["job_id"] == str(job.job_id)

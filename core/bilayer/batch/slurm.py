@@ -25,7 +25,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,10 @@ from bilayer.batch.inputs import BatchInput
 from bilayer.batch.runner import BatchReport, prepare_batch
 from bilayer.batch.workers import WorkerSpec, run_worker
 from bilayer.errors import ConfigError, OutputError
-from bilayer.io import atomic_open
+from bilayer.io import atomic_open, ensure_output_dir
 
 __all__ = ["JOBS_FILE", "SLURM_FOLDER", "Submitted", "job_lines", "parse_slurm", "run_task", "slurm_time",
-           "submit_segment"]
+           "submit_distributed", "submit_segment"]
 
 #: submitit's files and the tasks' logs, inside the run folder.
 SLURM_FOLDER = "slurm"
@@ -168,6 +168,46 @@ def run_task(spec: WorkerSpec) -> dict[str, int]:
               "held": len(report.held)}
     print(f"{spec.name}: {counts}", flush=True)
     return counts
+
+
+def submit_distributed(function: Callable[..., Any], args: Sequence[Any], slurm: dict[str, Any],
+                       folder: str | os.PathLike, *, executor: Any = None) -> Any:
+    """Submit ``function(*args)`` as one SLURM job of ``nodes`` × ``tasks`` processes (``tasks``
+    per node: default one per GPU of ``gpus_per_node``, else 1), each with torch.distributed's
+    variables set (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), which
+    is what :func:`bilayer.train.distributed.join_cluster` reads: the DDP training of ``torchrun``,
+    on a cluster. The job is recorded in ``folder`` (:data:`JOBS_FILE`), its logs in ``folder/slurm``;
+    returns submitit's job.
+
+    Raises:
+        ConfigError: submitit is missing, or sbatch refuses the job.
+    """
+    submitit = _submitit()
+    folder = ensure_output_dir(folder)
+    settings = dict(slurm)
+    tasks = int(settings.pop("tasks", None) or settings.get("gpus_per_node") or 1)
+    logs = folder / SLURM_FOLDER
+    if executor is None:
+        executor = submitit.SlurmExecutor(folder=logs)
+        settings.setdefault("job_name", f"bilayer-train-{folder.name}")
+        executor.update_parameters(ntasks_per_node=tasks, **settings)
+    try:
+        job = executor.submit(_distributed_task, function, tuple(args))
+    except Exception as e:  # sbatch's refusal (e.g. an unknown partition), in its own words
+        raise ConfigError(f"SLURM refused the job for {folder}: {' '.join(str(e).split())[-400:]}; check the "
+                          "--slurm settings (partition, time, GPUs) with sinfo") from e
+    job_id = str(job.job_id)
+    _remember_job(folder, {"job_id": job_id, "tasks": tasks * int(settings.get("nodes", 1)),
+                           "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "logs": str(logs)})
+    return job
+
+
+def _distributed_task(function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """One process of a :func:`submit_distributed` job: export torch.distributed's variables, then run."""
+    import submitit
+
+    submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    return function(*args)
 
 
 def _print_outcome(outcome: Any) -> None:
