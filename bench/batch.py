@@ -35,9 +35,11 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 from _membrain_env import BENCH_DIR, CACHE_DIR, BenchError, run_measured
@@ -131,8 +133,10 @@ def _run(args: argparse.Namespace) -> int:
         run_dir = out / mode
         argv = mode_argv(mode, bilayer, tomograms, run_dir, options, args.workers)
         print(f"running {mode}: {describe(argv)}", flush=True)
-        measured = run_measured(argv, out / f"{mode}.log", env=QUIET).to_dict()
-        run = {**measured, **per_hour(measured, args.count), "summary": summary_counts(run_dir)}
+        with ProcessPeaks() as peaks:
+            measured = run_measured(argv, out / f"{mode}.log", env=QUIET).to_dict()
+        run = {**measured, **per_hour(measured, args.count), "summary": summary_counts(run_dir),
+               "processes": process_roles(peaks.processes())}
         if mode != "loop" and "loop" in report["runs"]:
             run["masks_vs_loop"] = compare_masks(out / "loop", run_dir, tomograms)
         report["runs"][mode] = run
@@ -278,6 +282,94 @@ def compare_masks(reference_dir: Path, other_dir: Path, tomograms: Sequence[Path
             "per_tomogram": per, "missing": missing}
 
 
+class ProcessPeaks:
+    """The peak resident memory of every process below this one while the block runs: each process's
+    ``VmHWM`` (the kernel's high-water mark of its resident set) read from ``/proc`` every ``interval``
+    seconds; the last reading before a process exits is kept, so a peak in its final ``interval`` is missed.
+
+    The guard's ``ru_maxrss`` gives only the largest process of a tree; this tells the parent of
+    ``--workers`` from its workers, and each call of the loop from the others.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self._seen: dict[tuple[int, int], dict] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def processes(self) -> list[dict]:
+        """Every process seen: pid, ppid, argv and peak_mb, in the order first seen."""
+        return list(self._seen.values())
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def _sample(self) -> None:
+        table = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    stat = Path(entry.path, "stat").read_text()
+                except OSError:
+                    continue
+                fields = stat[stat.rindex(")") + 2:].split()
+                table[int(entry.name)] = (int(fields[1]), int(fields[19]))  # ppid, start time
+        below, frontier = set(), {os.getpid()}
+        while frontier:
+            frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - below
+            below |= frontier
+        for pid in below:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+            key = (pid, table[pid][1])
+            seen = self._seen.setdefault(key, {"pid": pid, "ppid": table[pid][0], "argv": [], "peak_mb": 0.0})
+            seen["argv"] = [a.decode(errors="replace") for a in argv if a] or seen["argv"]
+            seen["peak_mb"] = max(seen["peak_mb"], hwm / 1024)
+
+
+def process_role(argv: Sequence[str]) -> str:
+    """What a process of a way is, from its command line: ``worker`` (a spawned worker), ``helper``
+    (multiprocessing's resource tracker), ``segment`` (a ``bilayer segment`` process), ``guard`` (the
+    benchmark's measuring interpreter), ``shell`` (the loop's bash) or ``other``."""
+    text = " ".join(argv)
+    if "multiprocessing.spawn" in text or "--multiprocessing-fork" in argv:
+        return "worker"
+    if "multiprocessing.resource_tracker" in text or "multiprocessing.forkserver" in text:
+        return "helper"
+    if argv[:4] == [sys.executable, "-I", "-S", "-c"]:
+        return "guard"
+    if argv and Path(argv[0]).name == "bash":
+        return "shell"
+    if "segment" in argv:
+        return "segment"
+    return "other"
+
+
+def process_roles(processes: Sequence[dict]) -> dict[str, list[float]]:
+    """Peak MB of the processes of each role (:func:`process_role`), in the order first seen; the guard
+    and the loop's shell are left out (they hold nothing of note)."""
+    roles: dict[str, list[float]] = {}
+    for p in processes:
+        role = process_role(p["argv"])
+        if role not in ("guard", "shell"):
+            roles.setdefault(role, []).append(round(p["peak_mb"], 1))
+    return roles
+
+
 def wait_for_load(max_load: float | None, deadline: float) -> None:
     """Wait a minute at a time while the 1-minute load is above ``max_load``, until ``deadline``."""
     while max_load is not None and os.getloadavg()[0] > max_load and time.monotonic() < deadline:
@@ -333,7 +425,19 @@ def format_run(mode: str, run: dict, loop: dict | None) -> str:
     speed = f", {loop['wall_s'] / run['wall_s']:.2f}× the loop's speed" if loop and mode != "loop" else ""
     return (f"{mode}: {run['wall_s']:.1f} s, {run['tomograms_per_hour']:.0f} tomograms/h{speed}, "
             f"CPU {run['cpu_s']:.1f} s, peak RSS {run['peak_rss_mb']:.0f} MB, "
-            f"summary {run['summary']['done']}/{run['summary']['rows']} done, masks vs loop: {_masks(run)}")
+            f"summary {run['summary']['done']}/{run['summary']['rows']} done, masks vs loop: {_masks(run)}\n"
+            f"  per process (VmHWM): {format_roles(run.get('processes', {}))}")
+
+
+def format_roles(roles: dict[str, list[float]]) -> str:
+    """Each role's peaks: ``segment 12× 702–731 MB; worker 790, 801 MB``."""
+    parts = []
+    for role, peaks in roles.items():
+        if len(peaks) > 3:
+            parts.append(f"{role} {len(peaks)}× {min(peaks):.0f}–{max(peaks):.0f} MB")
+        else:
+            parts.append(f"{role} {', '.join(f'{p:.0f}' for p in peaks)} MB")
+    return "; ".join(parts) or "none seen"
 
 
 def format_table(report: dict) -> str:
@@ -342,7 +446,7 @@ def format_table(report: dict) -> str:
     lines = [f"\n== {count} tomograms of {shape} ({report['machine']['cpu']}, {report['machine']['cores']} cores) =="]
     head = (f"{'way':<15}{'wall s':>9}{'tomo s':>9}{'tomo/h':>9}{'× loop':>8}{'CPU s':>9}{'peak RSS MB':>13}"
             f"{'RSS × loop':>11}"
-            f"  {'summary':<12}{'masks vs loop':<34}load 1/5/15 before → after")
+            f"  {'summary':<12}{'masks vs loop':<42}load 1/5/15 before → after")
     lines += [head, "-" * len(head)]
     loop = report["runs"].get("loop")
     for mode, run in report["runs"].items():
@@ -355,13 +459,17 @@ def format_table(report: dict) -> str:
         summary = f"{run['summary']['done']}/{run['summary']['rows']} done"
         lines.append(f"{name:<15}{run['wall_s']:>9.1f}{run['summary']['seconds']:>9.1f}"
                      f"{run['tomograms_per_hour']:>9.0f}{speed:>8}{run['cpu_s']:>9.1f}"
-                     f"{run['peak_rss_mb']:>13.0f}{rss:>11}  {summary:<12}{_masks(run):<34}"
+                     f"{run['peak_rss_mb']:>13.0f}{rss:>11}  {summary:<12}{_masks(run):<42}"
                      f"{_loads(run['load_before'])} → {_loads(run['load_after'])}")
+    for mode, run in report["runs"].items():
+        lines.append(f"  {_title(mode, report['workers'])} per process (VmHWM): {format_roles(run.get('processes', {}))}")
     lines.append("wall s: the whole way (every process start, model load, read and write); tomo s: the "
                  "seconds the run folder's records give its tomograms, summed (with workers they overlap); "
                  "× loop: the loop's "
                  "wall time / this one's; peak RSS: the largest single process of the way's tree (loop: one "
-                 "`bilayer segment`; --workers: the largest worker or the parent)")
+                 "`bilayer segment`; --workers: the largest worker or the parent); per process: each process's own "
+                 "peak (VmHWM, read every 0.5 s) by role: segment (a `bilayer segment` process: the loop's calls, "
+                 "the batch run, the parent of --workers), worker, helper (multiprocessing's resource tracker)")
     lines += [f"NOTE: {note}" for note in report["notes"]]
     return "\n".join(lines)
 

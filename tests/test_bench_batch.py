@@ -151,3 +151,31 @@ def test_table_ratios_against_the_loop(bench):
     batch_line = next(line for line in table.splitlines() if line.startswith("one batch run"))
     assert batch_line.split()[3:9] == ["25.0", "12.5", "576", "4.00", "50.0", "1000"]
     assert "1.25" in batch_line and "3 of 3000 voxels differ (0.1000 %)" in batch_line
+
+
+def test_process_roles(bench):
+    py = sys.executable
+    processes = [
+        {"argv": [py, "-I", "-S", "-c", "guard", "0", "r.json", "bilayer", "segment"], "peak_mb": 6.0},
+        {"argv": ["/bin/bash", "-c", "for f ...", "bash", "a.mrc"], "peak_mb": 3.0},
+        {"argv": [py, "/venv/bin/bilayer", "segment", "a.mrc", "--out", "r"], "peak_mb": 300.04},
+        {"argv": [py, "-c", "from multiprocessing.resource_tracker import main;main(5)"], "peak_mb": 15.0},
+        {"argv": [py, "-c", "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=6)",
+                  "--multiprocessing-fork"], "peak_mb": 780.0},
+        {"argv": [py, "-c", "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=6)",
+                  "--multiprocessing-fork"], "peak_mb": 790.0},
+        {"argv": ["/usr/bin/sleep", "1"], "peak_mb": 1.0},
+    ]
+    roles = bench.process_roles(processes)
+    assert roles == {"segment": [300.0], "helper": [15.0], "worker": [780.0, 790.0], "other": [1.0]}
+    assert bench.format_roles(roles) == "segment 300 MB; helper 15 MB; worker 780, 790 MB; other 1 MB"
+    assert bench.format_roles({"segment": [700.0, 710.0, 702.0, 731.4]}) == "segment 4× 700–731 MB"
+
+
+def test_process_peaks_sees_a_child_and_its_peak(bench):
+    script = "import time; block = bytearray(80 * 2**20); block[::4096] = b'x' * len(block[::4096]); time.sleep(1.2)"
+    with bench.ProcessPeaks(interval=0.1) as peaks:
+        subprocess.run([sys.executable, "-c", script, "peak-probe"], check=True)
+    probes = [p for p in peaks.processes() if "peak-probe" in p["argv"]]
+    assert len(probes) == 1
+    assert 80 <= probes[0]["peak_mb"] < 200
