@@ -1,7 +1,8 @@
 """Fixtures of the SLURM tests: one private single-node cluster per test session (tests/slurm_cluster.py).
 
 ``slurm_cluster`` (session) starts munged, slurmctld and slurmd under a temporary folder and skips, with
-the daemon's own last log line, only where they cannot start. For the session it sets ``SLURM_CONF`` in
+the daemon's own last log line, only where they cannot start (and fails instead under
+``BILAYER_REQUIRE_SLURM=1``, which CI sets). For the session it sets ``SLURM_CONF`` in
 ``os.environ`` (and drops inherited ``SLURM_*`` job variables) so that code calling ``sbatch`` itself,
 such as submitit, reaches this cluster; the environment is restored and the cluster stopped (jobs
 cancelled, daemons and leftover job processes ended) at the end of the session, even after failures.
@@ -30,6 +31,8 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
     try:
         cluster = start_cluster(tmp_path_factory.mktemp("slurm_cluster"))
     except ClusterUnavailable as e:
+        if os.environ.get("BILAYER_REQUIRE_SLURM") == "1":  # set by .ci/run, which installs SLURM: no silent skip
+            pytest.fail(f"{e} (BILAYER_REQUIRE_SLURM=1)")
         pytest.skip(str(e))
     with pytest.MonkeyPatch.context() as patch:
         for key in [key for key in os.environ if key.startswith("SLURM_")]:
