@@ -16,6 +16,7 @@ do on SIGTERM or Ctrl-C.
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import enum
 import json
@@ -54,6 +55,7 @@ __all__ = [
     "NodeType",
     "check_distinct",
     "device_from_gpu",
+    "gpu_devices",
     "keep_settings",
     "output_folder",
     "run_program",
@@ -151,6 +153,40 @@ class Job:
         if self.abort_requested():
             raise JobAborted(f"{self.folder / ABORT_FILE} found")
 
+    @contextmanager
+    def abort_watch(self, interval: float = 1.0) -> Iterator[None]:
+        """Poll for an abort every ``interval`` seconds while the block runs, for work that cannot poll
+        itself (waiting on worker processes): an abort interrupts the main thread as Ctrl-C does, so
+        what the block waits on stops the way it stops on Ctrl-C, and the block raises
+        :class:`JobAborted`. Outside the main thread the block only gets a check at its end."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            self.check_abort()
+            return
+        ended, fired, lock = threading.Event(), threading.Event(), threading.Lock()
+
+        def watch() -> None:
+            while not ended.wait(interval):
+                with lock:
+                    if not ended.is_set() and self.abort_requested():
+                        fired.set()
+                        _thread.interrupt_main()
+                        return
+
+        watcher = threading.Thread(target=watch, name="abort watch", daemon=True)
+        watcher.start()
+        try:
+            yield
+        except KeyboardInterrupt:
+            if fired.is_set():
+                raise JobAborted(f"{self.folder / ABORT_FILE} found") from None
+            raise
+        finally:
+            with lock:
+                ended.set()
+            watcher.join()
+        self.check_abort()  # an abort that came as the block ended
+
     def write_nodes(self, nodes: Sequence[Node]) -> Path:
         """Write ``RELION_OUTPUT_NODES.star`` (both type columns, readable by RELION 3.1, 4 and 5)."""
         table = pd.DataFrame({"rlnPipeLineNodeName": [str(n.path) for n in nodes],
@@ -205,16 +241,27 @@ def yes_no(text: str) -> bool:
 def device_from_gpu(text: str | None) -> str:
     """The torch device for RELION's GPU field: empty → ``auto``, ``cpu``, ``cuda[:N]``, or GPU
     ids such as ``0`` or ``1,2`` (the first is used: one tomogram at a time fits one GPU)."""
+    devices = gpu_devices(text)
+    if len(devices) > 1:
+        print(f"note: gpu {(text or '').strip()}: this job uses one GPU, {devices[0]}", flush=True)
+    return devices[0]
+
+
+def gpu_devices(text: str | None) -> list[str]:
+    """The torch devices of RELION's GPU field, one per GPU id: ``0,1`` (or ``0:1``, RELION's
+    separator) → ``cuda:0, cuda:1``; empty → ``auto``; ``cpu`` and ``cuda[:N]`` as they are.
+
+    Raises:
+        ConfigError: an id that is not a whole number.
+    """
     value = (text or "").strip()
     if not value or value in ("auto", "cpu") or value.startswith("cuda"):
-        return value or "auto"
-    first, *rest = [v for v in value.replace(":", ",").split(",") if v.strip()] or [""]
-    if not first.strip().isdigit():
-        raise ConfigError(f"gpu {text!r} is not a GPU id; give e.g. 0 (or 1,2: the first is used), cpu, "
+        return [value or "auto"]
+    ids = [v.strip() for v in value.replace(":", ",").split(",") if v.strip()]
+    if not ids or not all(i.isdigit() for i in ids):
+        raise ConfigError(f"gpu {text!r} is not a GPU id; give e.g. 0 (or 0,1 for several), cpu, "
                           "or leave it empty for the first GPU if there is one")
-    if rest:
-        print(f"note: gpu {value}: this job uses one GPU, GPU {int(first)}", flush=True)
-    return f"cuda:{int(first)}"
+    return [f"cuda:{int(i)}" for i in ids]
 
 
 def output_folder(job_folder: Path, source: Path) -> Path:

@@ -7,10 +7,19 @@ own folders as RELION's jobs do
 (``Tomograms/job007/tomograms/rec_TS_01.mrc`` → ``External/job012/tomograms/rec_TS_01_seg.mrc``).
 It then writes the input STAR file again with columns naming the outputs that have one
 (:data:`~bilayer_relion.star.MEMBRANE_COLUMNS`), and the output nodes: that STAR file and every
-mask (those at extra thresholds too). A tomogram whose outputs are all there is skipped, so
-continuing a killed or aborted job does the rest. The tomograms to do are checked before the
-first window (files, voxel sizes, memory, disk: a problem fails the job before any work); one that
-fails during the work leaves no outputs and the others go on (the job then ends FAILURE).
+mask (those at extra thresholds too).
+
+The job folder is a resumable run of the engine (:func:`bilayer.batch.runner.run_batch`, what
+``bilayer segment --out`` runs): ``bilayer_run.json`` holds the settings and the model, each
+tomogram is claimed (``claims/``) and recorded when done or failed (``records/``), and
+``summary.json`` / ``summary.csv`` list them. Continuing the job skips the tomograms recorded done,
+redoes one a killed job left unfinished, takes failed ones again, and refuses other settings;
+two runs of the job at once never do one tomogram twice. A job folder of an earlier Bilayer
+(``bilayer_segment.json``, no run record) is continued by segmenting its tomograms again. The
+tomograms to do are checked before the first window (files, voxel sizes, memory, disk: a problem
+fails the job before any work); one that fails during the work leaves no outputs and the others
+go on (the job then ends FAILURE). Several GPU ids (``--gpu 0,1``) run one worker process per GPU
+(:func:`bilayer.batch.workers.run_workers`).
 
 Options are the engine's (:func:`bilayer.infer.config.segment_options`): each ``--<name>``
 parameter is the option of that name, ``--settings FILE`` reads a JSON or YAML file of them, and
@@ -21,41 +30,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from bilayer.batch.inputs import BatchInput
+from bilayer.batch.records import RUN_FILE, changed_settings
+from bilayer.batch.runner import BatchReport, Outcome, open_existing_run, run_settings
 from bilayer.checks import choices_text
 from bilayer.errors import ConfigError
 from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, SegmentOptions, TtaGrid, \
     segment_options
-from bilayer.io import atomic_open
-from bilayer_relion._job import Job, JobFailed, JobParser, Node, NodeType, check_distinct, device_from_gpu, \
-    keep_settings, output_folder, run_program, yes_no
-from bilayer_relion.star import AUTO, MEMBRANE_COLUMNS, ListKind, Tomogram, TomogramList, read_tomogram_list, star_text
+from bilayer.io import atomic_open, file_identity
+from bilayer_relion._job import Job, JobFailed, JobParser, Node, NodeType, check_distinct, gpu_devices, \
+    output_folder, run_program, yes_no
+from bilayer_relion.star import AUTO, MEMBRANE_COLUMNS, ListKind, TomogramList, read_tomogram_list, star_text
 
-__all__ = ["PROG", "SETTINGS_FILE", "build_parser", "main", "run"]
+__all__ = ["OLD_SETTINGS_FILE", "PROG", "build_parser", "job_devices", "job_options", "main", "run"]
 
 PROG = "bilayer-relion-segment"
-#: The settings a job's outputs were made with; a continued job must use the same.
-SETTINGS_FILE = "bilayer_segment.json"
+#: Where the job of an earlier Bilayer (before runs were recorded) kept its settings.
+OLD_SETTINGS_FILE = "bilayer_segment.json"
 _INFER = InferenceConfig()
 _OUTPUTS = OutputOptions()
-#: Options that do not change the outputs, so a continued job may change them.
-_NOT_RECORDED = ("batch_size", "device")
-
-
-@dataclass(frozen=True)
-class _Item:
-    """One tomogram and where its outputs go."""
-
-    tomogram: Tomogram
-    folder: Path
-    outputs: dict[str, Path]
-
-    @property
-    def finished(self) -> bool:
-        return all(p.is_file() for p in self.outputs.values())
+#: How often the job looks for RELION's abort file while worker processes segment (seconds).
+_ABORT_POLL = 1.0
 
 
 def build_parser() -> JobParser:
@@ -115,38 +114,49 @@ def run(args: argparse.Namespace, job: Job) -> list[Node]:
     """Segment every tomogram of ``args.in_mics`` not done yet; returns the output nodes.
 
     Raises:
-        BilayerError: a bad list, option or model; JobFailed when tomograms failed.
+        BilayerError: a bad list, option or model; changed settings; JobFailed when tomograms failed
+            or another run of this job still holds some.
     """
     if not args.in_mics:
         raise ConfigError("give the tomograms with --in_mics STAR (RELION: 'Input micrographs' on the I/O tab)")
     options = job_options(args)
+    devices = job_devices(args, options)
     outputs = options.outputs
     tomograms = read_tomogram_list(args.in_mics, column=args.tomogram_column or AUTO, voxel_size=options.voxel_size)
-    items = _plan(tomograms, job.folder, outputs)
-    made = any(path.exists() for item in items for path in item.outputs.values())
-    recorded = {k: v for k, v in options.to_dict().items() if k not in _NOT_RECORDED}
-    keep_settings(job.folder, SETTINGS_FILE, made, {**recorded, "model": options.model or "default",
-                                      "tomogram_column": tomograms.column})
-    todo = [item for item in items if not item.finished]
-    print(f"{len(items)} tomogram(s) in {tomograms.source} ({tomograms.kind.value}, column {tomograms.column}); "
-          f"{len(items) - len(todo)} finished before, {len(todo)} to do")
-    _segment(todo, options, job)
+    folders = [output_folder(job.folder, tomo.path) for tomo in tomograms.tomograms]
+    paths = [outputs.paths(tomo.path, folder) for tomo, folder in zip(tomograms.tomograms, folders)]
+    check_distinct([(tomo.ts_id, p["mask"]) for tomo, p in zip(tomograms.tomograms, paths)], tomograms.source)
+    old = (job.folder / OLD_SETTINGS_FILE).is_file() and not (job.folder / RUN_FILE).is_file()
+    if old:
+        print(f"note: {job.folder} was made by an earlier Bilayer, which kept no records of its tomograms: "
+              "every tomogram is segmented again and recorded")
+    job.check_abort()
+    report = _segment(tomograms, folders, options, devices, job)
+    if old:
+        (job.folder / OLD_SETTINGS_FILE).unlink(missing_ok=True)  # bilayer_run.json holds the settings now
+    _check(report, tomograms)
     star = job.folder / tomograms.source.name
-    columns = {MEMBRANE_COLUMNS[kind]: [str(item.outputs[kind]) for item in items]
-               for kind in items[0].outputs if kind in MEMBRANE_COLUMNS}
+    columns = {MEMBRANE_COLUMNS[kind]: [str(p[kind]) for p in paths] for kind in paths[0] if kind in MEMBRANE_COLUMNS}
     with atomic_open(star, overwrite=True, protect=[tomograms.source]) as f:
         f.write(star_text(tomograms.with_columns(columns), tomograms.version).encode())
     print(f"wrote {star}")
     star_type = NodeType.TOMOGRAM_SET if tomograms.kind is ListKind.TOMOGRAM_SET else NodeType.MICROGRAPH_SET
     masks = ("mask", *outputs.extra_mask_kinds.values())
-    return [Node(star, star_type), *(Node(item.outputs[kind], NodeType.MASK) for item in items for kind in masks)]
+    return [Node(star, star_type), *(Node(p[kind], NodeType.MASK) for p in paths for kind in masks)]
 
 
 def job_options(args: argparse.Namespace) -> SegmentOptions:
-    """The engine's options from the job's parameters (through its one merge point)."""
+    """The engine's options from the job's parameters (through its one merge point); the device
+    is the GPU field's first."""
     given = {name: getattr(args, name) for name in SegmentOptions.names() if name != "device" and hasattr(args, name)}
-    device = device_from_gpu(args.gpu) if args.gpu is not None else None
+    device = gpu_devices(args.gpu)[0] if args.gpu is not None else None
     return segment_options(args.settings or None, device=device, **given)
+
+
+def job_devices(args: argparse.Namespace, options: SegmentOptions) -> list[str]:
+    """One device per worker: each GPU of the GPU field (``0,1`` → ``cuda:0``, ``cuda:1``), else
+    ``options.device`` (a settings file's, or ``auto``)."""
+    return gpu_devices(args.gpu) if args.gpu is not None else [options.device]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,54 +164,97 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_program(argv, build_parser(), run)
 
 
-def _segment(todo: list[_Item], options: SegmentOptions, job: Job) -> None:
-    """Check, then segment ``todo`` with one loaded model, polling for an abort between tomograms and windows."""
-    if not todo:
-        return
-    from bilayer.infer.predictor import Predictor
-    from bilayer.infer.preflight import plan_segmentation
-    from bilayer.infer.segmentation import segment_plans
+def _segment(tomograms: TomogramList, folders: list[Path], options: SegmentOptions, devices: list[str],
+             job: Job) -> BatchReport:
+    """Run the engine's resumable run in the job folder: in this process on one device, polling for
+    an abort between tomograms and windows, or with one worker process per device."""
+    sources = [BatchInput(tomo.path, tomo.ts_id, tomo.voxel_size, f"{tomograms.source} row {tomo.row}")
+               for tomo in tomograms.tomograms]
+    names = {file_identity(tomo.path): tomo.ts_id for tomo in tomograms.tomograms}
+    counts = {"to do": 0, "started": 0, "finished": 0}
 
-    job.check_abort()
-    predictor = Predictor.from_checkpoint(options.model, options.inference, options.device)
-    dtype = str(predictor.compute_dtype).removeprefix("torch.")
-    print(f"model {predictor.source} ({predictor.info.voxel_size:g} Å) on {predictor.device}, {dtype}")
-    for item in todo:
-        item.folder.mkdir(parents=True, exist_ok=True)
-    plans = plan_segmentation([item.tomogram.path for item in todo], [item.folder for item in todo], predictor,
-                              options.outputs, overwrite=True,
-                              voxel_size=[item.tomogram.voxel_size for item in todo])  # the STAR's, else the header's
-    names = {item.tomogram.path: item.tomogram.ts_id for item in todo}
-    started: list[Path] = []
+    def started(report: BatchReport, to_do: int) -> None:
+        job.check_abort()
+        counts["to do"] = to_do
+        failed = f", {len(report.failed_before)} failed before" if report.failed_before else ""
+        print(f"{len(sources)} tomogram(s) in {tomograms.source} ({tomograms.kind.value}, column {tomograms.column}); "
+              f"{len(report.done_before)} finished before{failed}, {to_do} to do")
 
     def announce(plan: Any) -> Any:
         """Before each tomogram: poll for an abort and say what is next; the window progress polls too."""
         job.check_abort()
-        started.append(plan.source)
-        print(f"[{len(started)}/{len(plans)}] {names[plan.source]}: {plan.source} at "
+        counts["started"] += 1
+        print(f"[{counts['started']}/{counts['to do']}] {names[file_identity(plan.source)]}: {plan.source} at "
               f"{plan.volume.isotropic_voxel_size:g} Å")
         return job.check_abort
 
-    failed = []
-    for plan, result in segment_plans(plans, predictor, options.outputs, overwrite=True, progress=announce):
-        if isinstance(result, Exception):
-            failed.append(names[plan.source])
-            print(f"{PROG}: error: {failed[-1]}: {' '.join(str(result).split())}", file=sys.stderr, flush=True)
-        else:
-            print(f"  {result.summary()}")
+    def tell(outcome: Outcome) -> None:
+        name = names.get(file_identity(outcome.tomogram), outcome.tomogram.name)
+        if outcome.status == "done" and outcome.worker:
+            counts["finished"] += 1
+            print(f"[{counts['finished']}/{counts['to do']}] {name} ({outcome.worker}): {outcome.summary}")
+        elif outcome.status == "done":
+            print(f"  {outcome.summary}")
+        elif outcome.status in ("failed", "stopped"):
+            print(f"{PROG}: error: {name}: {' '.join(str(outcome.error).split())}", file=sys.stderr, flush=True)
+        elif outcome.status == "held":
+            print(f"  {name}: another run of this job is segmenting it")
+
+    folder_of = [str(f) for f in folders]
+    try:
+        if len(devices) > 1:
+            from bilayer.batch.workers import run_workers
+
+            print(f"one worker per device: {', '.join(devices)}")
+            with job.abort_watch(_ABORT_POLL):
+                return run_workers(sources, job.folder, options, devices, folders=folder_of, retry_failed=True,
+                                   overwrite=True, on_start=started, on_outcome=tell)
+        from bilayer.batch.runner import run_batch
+        from bilayer.infer.predictor import Predictor
+
+        options = replace(options, device=devices[0])
+        predictor = Predictor.from_checkpoint(options.model, options.inference, options.device)
+        dtype = str(predictor.compute_dtype).removeprefix("torch.")
+        print(f"model {predictor.source} ({predictor.info.voxel_size:g} Å) on {predictor.device}, {dtype}")
+        return run_batch(sources, job.folder, options, predictor, folders=folder_of, retry_failed=True,
+                         overwrite=True, progress=announce, on_start=started, on_outcome=tell)
+    except ConfigError:
+        changed = _changed_settings(job.folder, options)
+        if changed:
+            raise ConfigError(f"{job.folder} holds results made with other settings ({', '.join(changed)}; see "
+                              f"{job.folder / RUN_FILE}); continue it with the same settings, or run a new job") \
+                from None
+        raise
+
+
+def _changed_settings(folder: Path, options: SegmentOptions) -> list[str]:
+    """The settings (and ``model_id``) the job folder's run was made with other values of; none
+    where it has no run yet."""
+    if not (folder / RUN_FILE).is_file():
+        return []
+    recorded = open_existing_run(folder)
+    settings, model = run_settings(options)
+    return changed_settings({**recorded.settings, "model_id": recorded.model_id}, {**settings, "model_id": model})
+
+
+def _check(report: BatchReport, tomograms: TomogramList) -> None:
+    """Fail the job where tomograms failed, the run was stopped or another run holds tomograms."""
+    names = {file_identity(tomo.path): tomo.ts_id for tomo in tomograms.tomograms}
+
+    def listed(paths: list[Path]) -> str:
+        return ", ".join(names.get(file_identity(p), p.name) for p in paths)
+
+    if report.stopped is not None:
+        raise JobFailed(f"the job stopped: {' '.join(str(report.stopped).split())}; fix it and continue the job: "
+                        "finished tomograms are kept")
+    failed = report.failed + report.failed_before
     if failed:
-        raise JobFailed(f"{len(failed)} of {len(todo)} tomogram(s) failed ({', '.join(failed)}; see the errors "
-                        "above); fix them and continue the job: finished tomograms are kept")
-
-
-def _plan(tomograms: TomogramList, job_folder: Path, outputs: OutputOptions) -> list[_Item]:
-    """Each tomogram with its output folder and files; two tomograms may not share an output."""
-    items = []
-    for tomo in tomograms.tomograms:
-        folder = output_folder(job_folder, tomo.path)
-        items.append(_Item(tomo, folder, outputs.paths(tomo.path, folder)))
-    check_distinct([(item.tomogram.ts_id, item.outputs["mask"]) for item in items], tomograms.source)
-    return items
+        raise JobFailed(f"{len(failed)} of {len(tomograms.tomograms)} tomogram(s) failed ({listed(failed)}; see the "
+                        "errors above and summary.csv in the job folder); fix them and continue the job: finished "
+                        "tomograms are kept")
+    if report.held:
+        raise JobFailed(f"{len(report.held)} tomogram(s) ({listed(report.held)}) are being segmented by another run "
+                        "of this job; continue the job when it has finished")
 
 
 def _yes(flag: bool) -> str:
