@@ -123,6 +123,10 @@ def segment_command(tomograms: tuple[Path, ...], out_dir: Path, settings_file: P
     tomogram), summary.json and summary.csv. Rerun the same command to finish an interrupted
     run (finished tomograms are skipped; several processes may share the folder); other
     settings are refused unless --redo. 'bilayer status RUN' shows where a run stands.
+
+    --workers N or --devices cuda:0,cuda:1 run one worker process per device on this machine;
+    --slurm submits the run to a SLURM cluster as one job array and returns. Either way the
+    workers share the tomograms through the run folder's claims.
     """
     from bilayer.batch.inputs import expand_inputs
     from bilayer.batch.runner import run_batch

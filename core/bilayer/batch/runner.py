@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bilayer.batch.claims import claim_state, try_claim
+from bilayer.batch.claims import ClaimState, claim_state, try_claim
 from bilayer.batch.inputs import BatchInput
 from bilayer.batch.records import (
     RUN_FILE,
@@ -252,7 +252,7 @@ def work_batch(prepared: PreparedBatch, predictor: Predictor, outputs: OutputOpt
     held = []
     try:
         for index, planned in enumerate(plans):
-            outcome = take(planned, plans[index + 1].source if index + 1 < len(plans) else None)
+            outcome = take(planned, _next_free(run, plans[index + 1:], stale_after))
             if outcome.status == "held":
                 held.append(planned)  # taken once more at the end: its holder may have died meanwhile
             elif not tell(outcome):
@@ -264,6 +264,16 @@ def work_batch(prepared: PreparedBatch, predictor: Predictor, outputs: OutputOpt
         if reading is not None:
             reading.stop()
     return report
+
+
+def _next_free(run: Run, plans: Sequence[TomogramPlan], stale_after: float, look: int = 8) -> Path | None:
+    """The first of the next ``look`` tomograms that no process holds and none has done: the one this
+    process will most likely take next (others sharing the run take the ones they claim)."""
+    for planned in plans[:look]:
+        key = tomogram_key(planned.source)
+        if claim_state(run.folder, key, stale_after) is not ClaimState.HELD and not is_done(run, key):
+            return planned.source
+    return None
 
 
 def _sources(sources: Sequence[str | os.PathLike | BatchInput],
