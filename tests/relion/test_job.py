@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,10 @@ from bilayer_relion._job import (
     JobParser,
     Node,
     NodeType,
+    Job,
+    JobAborted,
     device_from_gpu,
+    gpu_devices,
     run_program,
     yes_no,
 )
@@ -152,3 +157,37 @@ def test_gpu_fields_become_devices(text, device):
 def test_a_bad_gpu_field_is_refused():
     with pytest.raises(ConfigError, match="gpu 'first' is not a GPU id"):
         device_from_gpu("first")
+
+
+@pytest.mark.parametrize("text, devices", [(None, ["auto"]), ("cpu", ["cpu"]), ("0", ["cuda:0"]),
+                                           ("0,1", ["cuda:0", "cuda:1"]), ("2:3", ["cuda:2", "cuda:3"]),
+                                           (" 1, 0 ", ["cuda:1", "cuda:0"]), ("cuda:1", ["cuda:1"])])
+def test_every_gpu_id_becomes_a_device(text, devices):
+    assert gpu_devices(text) == devices
+
+
+def test_several_gpus_for_a_one_gpu_job_say_which_is_used(capsys):
+    assert device_from_gpu("1,2") == "cuda:1"
+    assert "this job uses one GPU, cuda:1" in capsys.readouterr().out
+
+
+def test_the_abort_watch_interrupts_a_waiting_block_with_an_abort(project):
+    job = Job(project)
+    waited = []
+    with pytest.raises(JobAborted, match=ABORT_FILE):
+        with job.abort_watch(interval=0.02):
+            (project / ABORT_FILE).touch()
+            for _ in range(1000):  # waits as a process pool's parent does, until interrupted
+                time.sleep(0.01)
+            waited.append("to the end")
+    assert not waited  # interrupted in the block, not merely checked after it
+    (project / ABORT_FILE).unlink()
+    with job.abort_watch(interval=0.02):  # no abort: the block ends as it would without the watch
+        time.sleep(0.1)
+    assert all(t.name != "abort watch" for t in threading.enumerate())
+
+
+def test_a_keyboard_interrupt_under_the_abort_watch_stays_one(project):
+    with pytest.raises(KeyboardInterrupt):
+        with Job(project).abort_watch(interval=0.02):
+            raise KeyboardInterrupt

@@ -3,10 +3,12 @@ run continued, bad lists; outputs checked against the engine's own answer."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,17 @@ def _segment(ckpt, *extra: str, star: str = "Tomograms/job007/tomograms.star") -
 
 def _exit_files(folder: Path) -> set[str]:
     return {p.name for p in folder.glob("RELION_JOB_EXIT_*")}
+
+
+def _summary() -> dict[str, tuple[str, str]]:
+    """The job folder's summary.csv: {tomogram file name: (status, reason)}."""
+    with open(Path(JOB, "summary.csv"), newline="") as f:
+        return {Path(row["tomogram"]).name: (row["status"], row["reason"]) for row in csv.DictReader(f)}
+
+
+def _claims() -> list[str]:
+    folder = Path(JOB, "claims")
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 @pytest.fixture
@@ -175,6 +188,18 @@ def test_a_tomogram_failing_during_the_work_fails_the_job_after_the_others_are_d
     assert sorted(p.name for p in (job / "tomograms").iterdir()) == ["rec_TS_01_seg.mrc", "rec_TS_03_seg.mrc"]
     err = capsys.readouterr().err
     assert "TS_02:" in err and "same value everywhere" in err and "1 of 3 tomogram(s) failed (TS_02" in err
+    rows = _summary()
+    assert {name: status for name, (status, _) in rows.items()} == {"rec_TS_01.mrc": "done", "rec_TS_02.mrc": "failed",
+                                                                    "rec_TS_03.mrc": "done"}
+    assert "same value everywhere" in rows["rec_TS_02.mrc"][1] and (job / "bilayer_run.json").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in (job / "tomograms").iterdir()}
+    with mrcfile.open(tomograms[1], mode="r+") as m:  # the user fixes it and continues: the failed one is retried
+        m.data[...] = read_volume(tomograms[0]).data
+    assert _segment(membrain_tiny_ckpt, "--preview", "no") == 0
+    out = capsys.readouterr().out
+    assert "2 finished before, 1 to do" in out and "[1/1] TS_02" in out
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert {status for status, _ in _summary().values()} == {"done"} and len(_summary()) == 3
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -295,3 +320,99 @@ def test_uncertainty_and_extra_thresholds_are_written_and_the_masks_are_nodes(pr
     assert _segment(membrain_tiny_ckpt, "--tta", "no", "--uncertainty", "yes", "--preview", "no") == EXIT_USAGE
     assert "turn test-time augmentation (tta) on, or uncertainty off" in capsys.readouterr().err
     assert _exit_files(Path(JOB)) == {"RELION_JOB_EXIT_FAILURE"}
+
+
+def test_an_abort_during_a_tomogram_stops_the_job_without_recording_it_failed(tomograms, membrain_tiny_ckpt,
+                                                                               monkeypatch, capsys):
+    from bilayer.infer import segmentation
+
+    original = segmentation.segment_planned
+
+    def abort_in_second(plan, predictor, outputs, **options):
+        if plan.source.name == "rec_TS_02.mrc":
+            given = options["progress"]
+
+            def progress(done, total):  # the user presses abort while its windows are predicted
+                (Path(JOB) / ABORT_FILE).touch()
+                given(done, total)
+
+            options["progress"] = progress
+        return original(plan, predictor, outputs, **options)
+
+    monkeypatch.setattr(segmentation, "segment_planned", abort_in_second)
+    assert _segment(membrain_tiny_ckpt, "--preview", "no") == EXIT_ABORTED
+    job = Path(JOB)
+    assert _exit_files(job) == {"RELION_JOB_EXIT_ABORTED"} and not (job / ABORT_FILE).exists()
+    assert "RELION_JOB_ABORT_NOW found" in capsys.readouterr().out
+    assert _summary() == {"rec_TS_01.mrc": ("done", "")} and _claims() == []  # not failed, and no claim left
+    assert sorted(p.name for p in (job / "tomograms").iterdir()) == ["rec_TS_01_seg.mrc"]
+    monkeypatch.setattr(segmentation, "segment_planned", original)
+    assert _segment(membrain_tiny_ckpt, "--preview", "no") == 0
+    assert "1 finished before, 2 to do" in capsys.readouterr().out
+    assert {status for status, _ in _summary().values()} == {"done"} and len(_summary()) == 3
+
+
+def test_a_tomogram_another_run_of_the_job_holds_is_left_to_it(tomograms, membrain_tiny_ckpt, capsys):
+    from bilayer.batch.claims import try_claim
+    from bilayer.batch.records import tomogram_key
+
+    claim = try_claim(JOB, tomogram_key(tomograms[1]))  # a second run of the job, segmenting TS_02 now
+    with claim:
+        assert _segment(membrain_tiny_ckpt, "--preview", "no") == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "TS_02: another run of this job is segmenting it" in captured.out
+    assert "1 tomogram(s) (TS_02) are being segmented by another run of this job" in captured.err
+    assert _exit_files(Path(JOB)) == {"RELION_JOB_EXIT_FAILURE"}
+    assert sorted(_summary()) == ["rec_TS_01.mrc", "rec_TS_03.mrc"]
+    assert not Path(JOB, "tomograms", "rec_TS_02_seg.mrc").exists()
+    assert _segment(membrain_tiny_ckpt, "--preview", "no") == 0  # that run ended without it: continuing does it
+    assert "2 finished before, 1 to do" in capsys.readouterr().out and len(_summary()) == 3
+
+
+def test_a_job_folder_of_an_earlier_bilayer_is_segmented_again_and_recorded(tomograms, membrain_tiny_ckpt, capsys):
+    folder = Path(JOB, "tomograms")
+    folder.mkdir(parents=True)
+    old = folder / "rec_TS_01_seg.mrc"
+    old.write_bytes(b"made by an earlier Bilayer")
+    Path(JOB, segment_job.OLD_SETTINGS_FILE).write_text('{"threshold": 0.0}\n')
+    assert _segment(membrain_tiny_ckpt, "--preview", "no") == 0
+    out = capsys.readouterr().out
+    assert "made by an earlier Bilayer" in out and "0 finished before, 3 to do" in out
+    assert read_volume(old).data.shape == read_volume(tomograms[0]).data.shape  # replaced by a mask
+    assert not Path(JOB, segment_job.OLD_SETTINGS_FILE).exists() and Path(JOB, "bilayer_run.json").is_file()
+    assert {status for status, _ in _summary().values()} == {"done"} and len(_summary()) == 3
+    assert _segment(membrain_tiny_ckpt, "--preview", "no") == 0
+    assert "3 finished before, 0 to do" in capsys.readouterr().out
+
+
+def test_several_gpus_run_one_worker_each_and_an_abort_stops_them(tomograms, membrain_tiny_ckpt, monkeypatch,
+                                                                  capsys):
+    """--gpu 0,1 becomes two worker processes (here both on the CPU); the abort file, created as they
+    start, stops them through the parent, and continuing finishes the job with the workers."""
+    from bilayer.batch import workers
+
+    monkeypatch.setattr(segment_job, "gpu_devices", lambda text: ["cpu", "cpu"] if text == "0,1" else ["cpu"])
+    original = workers.run_workers
+
+    def abort_as_they_start(*args, on_start, **kwargs):
+        def started(report, to_do):
+            on_start(report, to_do)
+            (Path(JOB) / ABORT_FILE).touch()
+
+        return original(*args, on_start=started, **kwargs)
+
+    monkeypatch.setattr(workers, "run_workers", abort_as_they_start)
+    job = Path(JOB)
+    assert _segment(membrain_tiny_ckpt, "--preview", "no", "--gpu", "0,1") == EXIT_ABORTED
+    assert _exit_files(job) == {"RELION_JOB_EXIT_ABORTED"} and not (job / ABORT_FILE).exists()
+    captured = capsys.readouterr()
+    assert "one worker per device: cpu, cpu" in captured.out and "RELION_JOB_ABORT_NOW found" in captured.out
+    assert all(status == "done" for status, _ in _summary().values()) and _claims() == []
+    assert all(t.name != "abort watch" for t in threading.enumerate())
+    monkeypatch.setattr(workers, "run_workers", original)
+    assert _segment(membrain_tiny_ckpt, "--preview", "no", "--gpu", "0,1") == 0
+    out = capsys.readouterr().out
+    assert "worker 1 (cpu)" in out or "worker 2 (cpu)" in out
+    assert {status for status, _ in _summary().values()} == {"done"} and len(_summary()) == 3
+    masks = sorted(p.name for p in (job / "tomograms").iterdir())
+    assert masks == [f"rec_TS_0{i}_seg.mrc" for i in (1, 2, 3)]
