@@ -8,6 +8,7 @@ tomogram must be listed, not sink the run.
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -16,11 +17,14 @@ import pytest
 pytest.importorskip("pyworkflow", reason="Scipion is not installed (pip install '.[scipion]'): "
                                          "the Scipion plugin cannot be tested")
 
+import mrcfile  # noqa: E402
 import numpy as np  # noqa: E402
+from pyworkflow.protocol.constants import MODE_RESTART, MODE_RESUME  # noqa: E402
 from scipion_testdata import DIMENSIONS, HEADER_VOXEL_SIZE, SAMPLING_RATE, BilayerScipionTest, truncate, \
     write_scenes  # noqa: E402
 
 from bilayer.io import read_volume  # noqa: E402
+from bilayer_scipion import defaults  # noqa: E402
 from bilayer_scipion.engine import run_engine  # noqa: E402
 from bilayer_scipion.protocols import ProtBilayerSegment  # noqa: E402
 from bilayer_scipion.protocols.model_choice import ModelParam, ModelSource  # noqa: E402
@@ -132,3 +136,63 @@ class TestBilayerSegment(BilayerScipionTest):
         errors = prot.validate()
         self.assertTrue(any("window=100" in e for e in errors), errors)
         self.assertTrue(any("trained model" in e for e in errors), errors)
+
+
+class TestBilayerSegmentRunFolder(BilayerScipionTest):
+    """The extra folder is one resumable run (bilayer.batch) shared by the steps running in parallel:
+    a record per tomogram, a summary with the failed one's reason, finished steps skipped when run
+    again, and a Continue with other parameters refused."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        folder = cls.inputs / "tomograms"
+        write_scenes(folder, ["TS_01", "TS_02"], seed=3)
+        with mrcfile.open(folder / "TS_02.mrc", mode="r+") as m:
+            m.data[...] = 3  # readable, but the same value everywhere: fails during its work
+        cls.tomograms = cls.importTomograms()
+
+    @pytest.fixture(autouse=True)
+    def _checkpoint(self, membrain_tiny_ckpt: Path) -> None:
+        self.checkpoint = membrain_tiny_ckpt
+
+    def test_parallel_steps_share_one_run_folder(self):
+        prot = self.launchProtocol(self.newProtocol(ProtBilayerSegment, **{
+            SegmentParam.TOMOGRAMS.value: self.tomograms, ModelParam.SOURCE.value: ModelSource.FILE.value,
+            ModelParam.FILE.value: str(self.checkpoint), "numberOfThreads": 3, **QUICK}))
+        self.assertTrue(prot.isFinished())
+        extra = Path(prot._getExtraPath())
+        self.assertTrue((extra / "bilayer_run.json").is_file())
+        self.assertEqual(len(list((extra / "records").glob("*.json"))), 2)
+        with open(extra / "summary.csv", newline="") as f:
+            rows = {Path(row["tomogram"]).name: row for row in csv.DictReader(f)}
+        self.assertEqual({name: row["status"] for name, row in rows.items()}, {"TS_01.mrc": "done",
+                                                                                "TS_02.mrc": "failed"})
+        self.assertIn("same value everywhere", rows["TS_02.mrc"]["reason"])
+        self.assertEqual([t.getTsId() for t in getattr(prot, SegmentOutput.FAILED.value)], ["TS_02"])
+        self.assertEqual([m.getTsId() for m in getattr(prot, SegmentOutput.MASKS.value)], ["TS_01"])
+
+        # A finished step run again (a Continue of an interrupted protocol) is skipped by the engine.
+        mask = extra / "TS_01_seg.mrc"
+        stamp = mask.stat().st_mtime_ns
+        previous = os.getcwd()
+        os.chdir(self.proj.getPath())  # the protocol's paths are the project's
+        try:
+            prot._initialize()
+            os.makedirs(prot._getTmpPath(), exist_ok=True)  # Scipion removed it when the run ended
+            with self.assertLogs("bilayer_scipion.engine", level="INFO") as logs:
+                self.assertTrue(run_engine(prot._segmentArgs("TS_01"), tag="TS_01").ok)
+        finally:
+            os.chdir(previous)
+        self.assertIn("1 done before, 0 to do", "\n".join(logs.output))
+        self.assertEqual(mask.stat().st_mtime_ns, stamp)
+
+        # A Continue with another parameter would mix settings in one output set: refused before it runs.
+        getattr(prot, SegmentParam.THRESHOLD.value).set(0.5)
+        errors = prot.validate()
+        self.assertTrue(any("other parameters (threshold)" in e and "Restart" in e for e in errors), errors)
+        prot.runMode.set(MODE_RESTART)  # a Restart empties the extra folder first
+        self.assertFalse(any("other parameters" in e for e in prot.validate()))
+        prot.runMode.set(MODE_RESUME)
+        getattr(prot, SegmentParam.THRESHOLD.value).set(defaults.inference().threshold)
+        self.assertFalse(any("other parameters" in e for e in prot.validate()))

@@ -8,10 +8,12 @@ import os
 from pyworkflow import BETA
 from pyworkflow.protocol import GE, GPU_LIST, USE_GPU, BooleanParam, EnumParam, FloatParam, IntParam, \
     LEVEL_ADVANCED, PointerParam, StringParam
+from pyworkflow.protocol.constants import MODE_RESTART
 from pyworkflow.utils import Message
 from tomo.objects import SetOfTomoMasks, SetOfTomograms, TomoMask, Tomogram
 
 from bilayer import __version__
+from bilayer.errors import BilayerError
 from bilayer_scipion import defaults
 from bilayer_scipion.constants import CITATION_MEMBRAIN_V2
 from bilayer_scipion.protocols.model_choice import add_model_params, model_args, model_description, model_errors
@@ -202,10 +204,17 @@ class ProtBilayerSegment(ProtBilayerBase):
 
     # --------------------------- UTILS functions ------------------------------
     def _segmentArgs(self, tsId: str) -> list[str]:
-        """The engine's argv (after ``bilayer``) for one tomogram."""
+        """The engine's argv (after ``bilayer``) for one tomogram. ``--out`` is the extra folder, one
+        run folder (:mod:`bilayer.batch.runner`) shared by the steps: a finished tomogram is skipped,
+        and ``--overwrite`` only matters for an extra folder of a Bilayer before run folders (it
+        replaces that folder's outputs)."""
         tomo = self._itemsByTsId[tsId]
-        args = ["segment", self._inputLink(tsId), "--out", os.path.abspath(self._getExtraPath()),
-                "--voxel-size", repr(float(tomo.getSamplingRate())),
+        return ["segment", self._inputLink(tsId), "--out", os.path.abspath(self._getExtraPath()),
+                *self._optionArgs(float(tomo.getSamplingRate()))]
+
+    def _optionArgs(self, samplingRate: float) -> list[str]:
+        """The engine's options for tomograms at ``samplingRate`` Å/px, the same for every step."""
+        args = ["--voxel-size", repr(samplingRate),
                 "--threshold", repr(float(self._value(SegmentParam.THRESHOLD))),
                 "--tta" if self._value(SegmentParam.TTA) else "--no-tta",
                 "--tta-grid", defaults.tta_grids()[self._value(SegmentParam.TTA_GRID)],
@@ -233,6 +242,23 @@ class ProtBilayerSegment(ProtBilayerBase):
         if (self._value(SegmentParam.EXTRA_THRESHOLDS) or "").strip():
             args += ["--extra-threshold", self._value(SegmentParam.EXTRA_THRESHOLDS)]  # the engine reads the text
         return args
+
+    def _changedSettings(self) -> list[str]:
+        """The engine settings that differ from those the extra folder's run was made with (none
+        when it has no run yet, or when a Restart empties it first). Read through the engine's own
+        rules: the options ``bilayer segment`` would run with and the run record's comparison."""
+        from bilayer.batch.records import RUN_FILE, changed_settings
+        from bilayer.batch.runner import open_existing_run, run_settings
+        from bilayer.cli_segment import segment_options_from_args
+
+        extra = self._getExtraPath()
+        tomos = self._getInputSet()
+        if self.runMode.get() == MODE_RESTART or tomos is None or not os.path.isfile(os.path.join(extra, RUN_FILE)):
+            return []
+        options = segment_options_from_args(["tomogram.mrc", *self._optionArgs(float(tomos.getSamplingRate()))])
+        settings, model = run_settings(options)
+        recorded = open_existing_run(extra)
+        return changed_settings({**recorded.settings, "model_id": recorded.model_id}, {**settings, "model_id": model})
 
     def _value(self, param: SegmentParam):  # noqa: ANN202  (the parameter's own type)
         return getattr(self, param.value).get()
@@ -290,7 +316,22 @@ class ProtBilayerSegment(ProtBilayerBase):
             extra_thresholds=self._value(SegmentParam.EXTRA_THRESHOLDS) or ())
         if problem:
             errors.append(f"Invalid output setting: {problem}.")
+        if not errors:
+            errors += self._continueErrors()
         return errors
+
+    def _continueErrors(self) -> list[str]:
+        """Continuing a run whose finished tomograms were made with other parameters would mix them
+        in one output set: refuse, naming the parameters (engine option names) and the two ways on."""
+        try:
+            changed = self._changedSettings()
+        except BilayerError as e:
+            return [f"Cannot read this run's earlier settings: {e}"]
+        if not changed:
+            return []
+        names = ", ".join("model" if name == "model_id" else name for name in changed)
+        return [f"The tomograms segmented so far used other parameters ({names}). Set them back to continue "
+                "this run, or Restart it to segment every tomogram with the new ones."]
 
     def _summary(self) -> list[str]:
         tomos = self._getInputSet()
