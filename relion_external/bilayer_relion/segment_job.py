@@ -132,8 +132,6 @@ def run(args: argparse.Namespace, job: Job) -> list[Node]:
               "every tomogram is segmented again and recorded")
     job.check_abort()
     report = _segment(tomograms, folders, options, devices, job)
-    if old:
-        (job.folder / OLD_SETTINGS_FILE).unlink(missing_ok=True)  # bilayer_run.json holds the settings now
     _check(report, tomograms)
     star = job.folder / tomograms.source.name
     columns = {MEMBRANE_COLUMNS[kind]: [str(p[kind]) for p in paths] for kind in paths[0] if kind in MEMBRANE_COLUMNS}
@@ -174,6 +172,7 @@ def _segment(tomograms: TomogramList, folders: list[Path], options: SegmentOptio
     counts = {"to do": 0, "started": 0, "finished": 0}
 
     def started(report: BatchReport, to_do: int) -> None:
+        (job.folder / OLD_SETTINGS_FILE).unlink(missing_ok=True)  # the run record (bilayer_run.json) replaces it
         job.check_abort()
         counts["to do"] = to_do
         failed = f", {len(report.failed_before)} failed before" if report.failed_before else ""
