@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bilayer.batch.inputs import BatchInput
-from bilayer.batch.records import RUN_FILE, changed_settings
-from bilayer.batch.runner import BatchReport, Outcome, open_existing_run, run_settings
+from bilayer.batch.records import RUN_FILE
+from bilayer.batch.runner import BatchReport, Outcome, changed_run_settings
 from bilayer.checks import choices_text
 from bilayer.errors import ConfigError
 from bilayer.infer.config import InferenceConfig, OutputOptions, Padding, Precision, SegmentOptions, TtaGrid, \
@@ -218,22 +218,12 @@ def _segment(tomograms: TomogramList, folders: list[Path], options: SegmentOptio
         return run_batch(sources, job.folder, options, predictor, folders=folder_of, retry_failed=True,
                          overwrite=True, progress=announce, on_start=started, on_outcome=tell)
     except ConfigError:
-        changed = _changed_settings(job.folder, options)
+        changed = changed_run_settings(job.folder, options)
         if changed:
             raise ConfigError(f"{job.folder} holds results made with other settings ({', '.join(changed)}; see "
                               f"{job.folder / RUN_FILE}); continue it with the same settings, or run a new job") \
                 from None
         raise
-
-
-def _changed_settings(folder: Path, options: SegmentOptions) -> list[str]:
-    """The settings (and ``model_id``) the job folder's run was made with other values of; none
-    where it has no run yet."""
-    if not (folder / RUN_FILE).is_file():
-        return []
-    recorded = open_existing_run(folder)
-    settings, model = run_settings(options)
-    return changed_settings({**recorded.settings, "model_id": recorded.model_id}, {**settings, "model_id": model})
 
 
 def _check(report: BatchReport, tomograms: TomogramList) -> None:

@@ -143,7 +143,8 @@ def _segment_argv(run_dir: Path, sources, ckpt: Path) -> list[str]:
 def _check_visible(run_dir: Path, stems) -> None:
     """Every visible name is bookkeeping or a complete output; no temporary file shows."""
     for path in run_dir.iterdir():
-        if path.name in ("bilayer_run.json", "records", "claims", "summary.json", "summary.csv", "tomograms.txt"):
+        if path.name in ("bilayer_run.json", "bilayer_run.lock", "records", "claims", "summary.json", "summary.csv",
+                         "tomograms.txt"):
             continue
         assert not path.name.startswith("."), path
         assert path.name in {f"{s}_seg.mrc" for s in stems}, path

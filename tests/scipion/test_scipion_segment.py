@@ -23,6 +23,7 @@ from pyworkflow.protocol.constants import MODE_RESTART, MODE_RESUME  # noqa: E40
 from scipion_testdata import DIMENSIONS, HEADER_VOXEL_SIZE, SAMPLING_RATE, BilayerScipionTest, truncate, \
     write_scenes  # noqa: E402
 
+from bilayer.batch.runner import run_status  # noqa: E402
 from bilayer.io import read_volume  # noqa: E402
 from bilayer_scipion import defaults  # noqa: E402
 from bilayer_scipion.engine import run_engine  # noqa: E402
@@ -171,6 +172,10 @@ class TestBilayerSegmentRunFolder(BilayerScipionTest):
         self.assertIn("same value everywhere", rows["TS_02.mrc"]["reason"])
         self.assertEqual([t.getTsId() for t in getattr(prot, SegmentOutput.FAILED.value)], ["TS_02"])
         self.assertEqual([m.getTsId() for m in getattr(prot, SegmentOutput.MASKS.value)], ["TS_01"])
+        # bilayer status extra: each tomogram once, by the link that outlives the run (not in tmp/)
+        self.assertEqual(sorted((Path(row.tomogram).name, row.status) for row in run_status(extra)),
+                         [("TS_01.mrc", "done"), ("TS_02.mrc", "failed")])
+        self.assertTrue(all(Path(row.tomogram).exists() for row in run_status(extra)))
 
         # A finished step run again (a Continue of an interrupted protocol) is skipped by the engine.
         mask = extra / "TS_01_seg.mrc"
@@ -179,7 +184,6 @@ class TestBilayerSegmentRunFolder(BilayerScipionTest):
         os.chdir(self.proj.getPath())  # the protocol's paths are the project's
         try:
             prot._initialize()
-            os.makedirs(prot._getTmpPath(), exist_ok=True)  # Scipion removed it when the run ended
             with self.assertLogs("bilayer_scipion.engine", level="INFO") as logs:
                 self.assertTrue(run_engine(prot._segmentArgs("TS_01"), tag="TS_01").ok)
         finally:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bilayer import __version__
+from bilayer.batch.lock import folder_lock
 from bilayer.errors import ConfigError, InputFileError
 from bilayer.io import atomic_open, ensure_output_dir
 
@@ -294,27 +295,29 @@ def write_summary(run: Run) -> tuple[Path, Path]:
 
     A record counts as ``done`` only when :func:`is_done` would say so, ``failed`` when it failed
     with the run's settings; anything else (made before a redo, outputs gone) is ``stale``.
+    The records are read under the run folder's lock, so the last writer writes the newest summary.
     """
-    rows = []
-    for key, record in sorted(read_records(run).items(), key=lambda kv: (kv[1].tomogram, kv[0])):
-        rows.append({"tomogram": record.tomogram, "key": key, "status": _summary_status(run, record),
-                     "seconds": record.seconds, "membrane_fraction": record.membrane_fraction,
-                     "outputs": record.outputs, "reason": record.reason})
-    counts = {s.value: sum(r["status"] == s.value for r in rows) for s in RecordStatus}
-    json_path = _write_json(run.folder / "summary.json", {
-        "run": str(run.folder), "settings_hash": run.settings_hash, "model_id": run.model_id,
-        "counts": counts, "tomograms": rows})
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for r in rows:
-        writer.writerow([r["tomogram"], r["status"], r["seconds"],
-                         "" if r["membrane_fraction"] is None else r["membrane_fraction"],
-                         ";".join(r["outputs"].values()), r["reason"]])
-    csv_path = run.folder / "summary.csv"
-    with atomic_open(csv_path, overwrite=True) as f:
-        f.write(text.getvalue().encode())
-    return json_path, csv_path
+    with folder_lock(run.folder):  # a stale copy must not overwrite a newer one
+        rows = []
+        for key, record in sorted(read_records(run).items(), key=lambda kv: (kv[1].tomogram, kv[0])):
+            rows.append({"tomogram": record.tomogram, "key": key, "status": _summary_status(run, record),
+                         "seconds": record.seconds, "membrane_fraction": record.membrane_fraction,
+                         "outputs": record.outputs, "reason": record.reason})
+        counts = {s.value: sum(r["status"] == s.value for r in rows) for s in RecordStatus}
+        json_path = _write_json(run.folder / "summary.json", {
+            "run": str(run.folder), "settings_hash": run.settings_hash, "model_id": run.model_id,
+            "counts": counts, "tomograms": rows})
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(SUMMARY_COLUMNS)
+        for r in rows:
+            writer.writerow([r["tomogram"], r["status"], r["seconds"],
+                             "" if r["membrane_fraction"] is None else r["membrane_fraction"],
+                             ";".join(r["outputs"].values()), r["reason"]])
+        csv_path = run.folder / "summary.csv"
+        with atomic_open(csv_path, overwrite=True) as f:
+            f.write(text.getvalue().encode())
+        return json_path, csv_path
 
 
 def run_table(run: Run, tomograms: Sequence[str | os.PathLike],

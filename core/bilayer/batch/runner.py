@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from bilayer.batch.claims import ClaimState, claim_state, try_claim
 from bilayer.batch.inputs import BatchInput
+from bilayer.batch.lock import folder_lock
 from bilayer.batch.records import (
     RUN_FILE,
     RecordStatus,
     Run,
     TomogramRecord,
+    changed_settings,
     is_done,
     model_id,
     open_run,
@@ -56,7 +58,8 @@ if TYPE_CHECKING:
     from bilayer.infer.preflight import TomogramPlan
     from bilayer.infer.segmentation import SegmentReport
 
-__all__ = ["TOMOGRAMS_FILE", "BatchReport", "Outcome", "PreparedBatch", "open_existing_run", "prepare_batch",
+__all__ = ["TOMOGRAMS_FILE", "BatchReport", "Outcome", "PreparedBatch", "changed_run_settings", "open_existing_run",
+           "prepare_batch",
            "run_batch", "run_settings", "run_status", "run_tomograms", "work_batch"]
 
 #: The run's tomograms (absolute paths, one a line, in the order first given), for ``bilayer status``.
@@ -121,6 +124,17 @@ def run_settings(options: SegmentOptions) -> tuple[dict[str, Any], str]:
     model's identity (its bytes' sha256), from ``options``."""
     settings = {k: v for k, v in recorded_settings(options.to_dict()).items() if k != "model"}
     return settings, model_id(options.model)
+
+
+def changed_run_settings(run_dir: str | os.PathLike, options: SegmentOptions) -> list[str]:
+    """The settings (and ``model_id``) that ``options`` would change in the run of ``run_dir``: what
+    continuing it with them would refuse; none where the folder has no run yet. For adapters that
+    word the refusal in their own terms (a RELION job, a Scipion protocol)."""
+    if not (Path(run_dir) / RUN_FILE).is_file():
+        return []
+    recorded = open_existing_run(run_dir)
+    settings, model = run_settings(options)
+    return changed_settings({**recorded.settings, "model_id": recorded.model_id}, {**settings, "model_id": model})
 
 
 def run_batch(sources: Sequence[str | os.PathLike | BatchInput], run_dir: str | os.PathLike, options: SegmentOptions,
@@ -383,12 +397,13 @@ def _check_shared_outputs(todo: Sequence[tuple[Path, Path]], others: Sequence[tu
 
 def _remember_tomograms(run: Run, sources: Sequence[Path]) -> None:
     """Add ``sources`` (absolute) to the run's list of tomograms, keeping the order first given."""
-    known = run_tomograms(run.folder)
-    seen = set(known)
-    new = [p for p in dict.fromkeys(str(s.absolute()) for s in sources) if p not in seen]
-    if new:
-        with atomic_open(run.folder / TOMOGRAMS_FILE, overwrite=True) as f:
-            f.write("".join(f"{p}\n" for p in (*known, *new)).encode())
+    with folder_lock(run.folder):  # two processes starting together must not drop each other's tomograms
+        known = run_tomograms(run.folder)
+        seen = set(known)
+        new = [p for p in dict.fromkeys(str(s.absolute()) for s in sources) if p not in seen]
+        if new:
+            with atomic_open(run.folder / TOMOGRAMS_FILE, overwrite=True) as f:
+                f.write("".join(f"{p}\n" for p in (*known, *new)).encode())
 
 
 def run_tomograms(run_dir: str | os.PathLike) -> list[str]:

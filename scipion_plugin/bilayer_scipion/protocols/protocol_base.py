@@ -127,9 +127,13 @@ class ProtBilayerBase(EMProtocol):
         return bool(self.getAttributeValue(USE_GPU, False))
 
     def _inputLink(self, tsId: str) -> str:
-        """A link named ``<tsId>.mrc`` to the item's file, so the engine's outputs are named by tsId."""
+        """A link named ``<tsId>.mrc`` to the item's file, so the engine's outputs are named by tsId. It
+        lives in ``extra/inputs/`` (not ``tmp/``, which Scipion empties when the run ends), so the run
+        folder's list of tomograms keeps naming files that exist (``bilayer status extra``)."""
         source = file_path(self._itemsByTsId[tsId].getFileName())
-        link = os.path.abspath(self._getTmpPath(f"{tsId}.mrc"))
+        folder = os.path.abspath(self._getExtraPath("inputs"))
+        os.makedirs(folder, exist_ok=True)
+        link = os.path.join(folder, f"{tsId}.mrc")
         if os.path.lexists(link):
             os.remove(link)
         os.symlink(os.path.abspath(source), link)

@@ -247,18 +247,14 @@ class ProtBilayerSegment(ProtBilayerBase):
         """The engine settings that differ from those the extra folder's run was made with (none
         when it has no run yet, or when a Restart empties it first). Read through the engine's own
         rules: the options ``bilayer segment`` would run with and the run record's comparison."""
-        from bilayer.batch.records import RUN_FILE, changed_settings
-        from bilayer.batch.runner import open_existing_run, run_settings
+        from bilayer.batch.runner import changed_run_settings
         from bilayer.cli_segment import segment_options_from_args
 
-        extra = self._getExtraPath()
         tomos = self._getInputSet()
-        if self.runMode.get() == MODE_RESTART or tomos is None or not os.path.isfile(os.path.join(extra, RUN_FILE)):
+        if self.runMode.get() == MODE_RESTART or tomos is None:
             return []
         options = segment_options_from_args(["tomogram.mrc", *self._optionArgs(float(tomos.getSamplingRate()))])
-        settings, model = run_settings(options)
-        recorded = open_existing_run(extra)
-        return changed_settings({**recorded.settings, "model_id": recorded.model_id}, {**settings, "model_id": model})
+        return changed_run_settings(self._getExtraPath(), options)
 
     def _value(self, param: SegmentParam):  # noqa: ANN202  (the parameter's own type)
         return getattr(self, param.value).get()
