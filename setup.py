@@ -47,6 +47,9 @@ setup(
         "nibabel>=4",  # NIfTI training patches, MemBrain-seg's format
         "pyyaml>=5.4",  # training settings files
         "pynrrd>=1.0",  # NRRD correction masks (MITK), MemBrain-seg's annotation workflow
+        "scikit-image>=0.21",  # marching cubes of membrane surfaces
+        "trimesh>=4.0",  # meshes: smoothing, components, OBJ/PLY/STL/GLB files (pure Python)
+        "gpytoolbox>=0.2",  # isotropic re-meshing and discrete curvatures (one small compiled wheel)
     ],
     extras_require={
         "scipion": ["scipion-pyworkflow>=3.11", "scipion-em>=3.11", "scipion-em-tomo>=3.12"],

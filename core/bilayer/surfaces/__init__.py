@@ -1,0 +1,1 @@
+"""Membrane surfaces: meshes of segmented membranes and their measures (issue 22)."""

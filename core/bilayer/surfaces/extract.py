@@ -1,0 +1,251 @@
+"""Membrane surfaces from a segmentation: the midsurface of each membrane's band, as a smooth,
+evenly spaced triangle mesh.
+
+A membrane mask is a band a few voxels thick. Meshing its boundary (as membrain-pick does, with
+marching cubes at 0.5) gives a closed, flattened blob with two faces for every sheet: its area is
+twice the membrane's and a sheet cut by the volume's faces becomes a closed pancake. Bilayer meshes
+the band's **midsurface** instead, as the zero level set of a signed field:
+
+1. the band is smoothed (Gaussian, ``sigma`` voxels) and its gradient taken;
+2. the direction across the band at every voxel near it is the main eigenvector of the gradient's
+   structure tensor (reliable on both faces of the band and at its middle, where the gradient
+   itself vanishes);
+3. those directions are given one consistent sign over the whole membrane: a minimum spanning tree
+   of the voxel graph weighted by how much neighbours' directions differ, its signs propagated
+   from the root by pointer jumping (vectorised);
+4. the field is the smoothed band's derivative along that direction: positive on one side of the
+   middle, negative on the other, zero on the midsurface;
+5. scikit-image's marching cubes finds the zero level within one voxel of the band, so the surface
+   stops where the band stops: a sheet cut by the volume's faces or by the missing wedge stays open,
+   a vesicle comes out closed (watertight);
+6. trimesh's Taubin filter smooths it without shrinking, gpytoolbox's isotropic remeshing (Botsch &
+   Kobbelt) makes its edges ``spacing`` Å long, and a closed surface gets outward normals.
+
+A spherical shell of radius R gives a closed mesh whose vertices lie at R − 0.05 voxel on average
+(the Gaussian's bias, about σ²/(2R)), area and volume within 1 % of 4πR² and 4πR³/3 for R ≥ 20
+voxels (tests/core/test_extract.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
+
+from bilayer import checks
+from bilayer.errors import ConfigError
+from bilayer.surfaces.mesh import Mesh, voxel_to_world
+
+__all__ = ["MeshOptions", "membrane_meshes", "midsurface"]
+
+_FULL = np.ones((3, 3, 3), dtype=bool)
+_TENSOR_SIGMA = 1.5  # voxels: the structure tensor's integration scale
+_MIN_FACES = 8  # pieces of fewer faces are marching-cubes crumbs at junctions
+_PLANARITY = 2.0  # the across axis must dominate the structure tensor this much (not at a rim's corner)
+_CHORD_STEPS = 16  # voxels: how far a chord through the band is followed (membranes are 2-8 voxels thick)
+
+
+@dataclass(frozen=True)
+class MeshOptions:
+    """How membranes become meshes.
+
+    Attributes:
+        spacing: edge length of the re-meshed surface in Å (about the distance between vertices);
+            ``None``: the voxel size.
+        smoothing: Taubin smoothing iterations (0: none).
+        sigma: Gaussian smoothing of the band before its midsurface is found, in voxels.
+        min_size: membranes of fewer voxels are left out.
+        remesh: re-mesh to even edges of ``spacing`` (off: the marching-cubes triangles, smoothed).
+    """
+
+    spacing: float | None = None
+    smoothing: int = 10
+    sigma: float = 1.0
+    min_size: int = 0
+    remesh: bool = True
+
+    def __post_init__(self) -> None:
+        if self.spacing is not None:
+            object.__setattr__(self, "spacing", checks.number("spacing", self.spacing, 0.0, open_low=True))
+        object.__setattr__(self, "smoothing", int(checks.number("smoothing", self.smoothing, 0, integer=True)))
+        object.__setattr__(self, "sigma", checks.number("sigma", self.sigma, 0.3, 5.0))
+        object.__setattr__(self, "min_size", int(checks.number("min_size", self.min_size, 0, integer=True)))
+        object.__setattr__(self, "remesh", checks.flag("remesh", self.remesh))
+
+
+def membrane_meshes(labels: np.ndarray, voxel_size: float | tuple[float, float, float],
+                    origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                    options: MeshOptions | None = None) -> list[Mesh]:
+    """One mesh per membrane of ``labels`` (0: background; each other value one membrane), in Å in
+    the tomogram's frame (see :mod:`bilayer.surfaces.mesh`), in label order. A binary mask counts as
+    one membrane: label its connected components first
+    (:func:`bilayer.postprocess.connected_components`) to get one mesh each.
+
+    Raises:
+        ConfigError: ``labels`` is not 3-D integer data, or the voxels are not cubic.
+    """
+    options = options or MeshOptions()
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise ConfigError(f"membrane labels must be 3-D (z, y, x), got shape {labels.shape}")
+    if labels.dtype.kind == "b":
+        labels = labels.astype(np.uint8)
+    if labels.dtype.kind not in "iu":
+        raise ConfigError(f"membrane labels must be integers (a mask or labelled components), not {labels.dtype}")
+    size = _cubic(voxel_size)
+    spacing = options.spacing if options.spacing is not None else size
+    margin = 3 + math.ceil(3 * max(options.sigma, _TENSOR_SIGMA))
+    meshes = []
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        crop = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, labels.shape))
+        band = labels[crop] == index
+        if options.min_size and int(band.sum()) < options.min_size:
+            continue
+        found = midsurface(band, options.sigma)
+        if found is None:
+            continue
+        zyx, faces = found
+        start = np.array([s.start for s in crop], dtype=np.float64)
+        vertices = voxel_to_world(zyx + start, (size,) * 3, origin)
+        mesh = _finish(vertices, faces, spacing, options)
+        if mesh is not None:
+            meshes.append(Mesh(mesh[0], mesh[1], label=index, closed=mesh[2]))
+    return meshes
+
+
+def midsurface(band: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray] | None:
+    """The midsurface of a binary band as marching-cubes vertices (voxel indices, (z, y, x)) and
+    faces, oriented consistently; ``None`` when the band is too thin or small to have one."""
+    band = np.asarray(band, dtype=bool)
+    if band.sum() < 4:
+        return None
+    values = ndimage.binary_dilation(band, _FULL, iterations=2)  # where the field is computed
+    points = np.flatnonzero(values)
+    smooth = band.astype(np.float32)
+    gradient = [ndimage.gaussian_filter(smooth, sigma, order=order)
+                for order in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
+    tensor = np.empty((points.size, 3, 3), dtype=np.float32)
+    for i in range(3):
+        for j in range(i, 3):
+            tensor[:, i, j] = tensor[:, j, i] = \
+                ndimage.gaussian_filter(gradient[i] * gradient[j], _TENSOR_SIGMA).ravel()[points]
+    strengths, axes = np.linalg.eigh(tensor)
+    del tensor
+    across = axes[:, :, 2]  # the largest eigenvalue's vector: across the band
+    across *= _consistent_signs(points, band.shape, across)[:, None]
+    field = np.zeros(band.size, dtype=np.float32)
+    field[points] = sum(gradient[axis].ravel()[points] * across[:, axis] for axis in range(3))
+    field = field.reshape(band.shape)
+    inner = np.zeros(band.size, dtype=bool)
+    inner[points] = _across_is_thinnest(band, points, axes) & (strengths[:, 2] >= _PLANARITY * strengths[:, 1])
+    inner = inner.reshape(band.shape) & band
+    if not inner.any() or not (field[inner].min() < 0 < field[inner].max()):
+        return None
+    from skimage.measure import marching_cubes
+
+    try:
+        vertices, faces, _, _ = marching_cubes(field, 0.0, mask=inner, allow_degenerate=False)
+    except (ValueError, RuntimeError):
+        return None
+    return vertices.astype(np.float64), faces.astype(np.int64)
+
+
+def _across_is_thinnest(band: np.ndarray, points: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """Whether the band's chord through each point is shortest along the point's "across" axis
+    (the last of ``axes``) among its three axes: true inside a sheet, false at a sheet's rim,
+    where the structure tensor turns towards the rim's end face and the field would curl into a
+    wall; marching cubes runs only where it is true, so a sheet's surface ends at its rim."""
+    coords = np.stack(np.unravel_index(points, band.shape), axis=1).astype(np.float32)
+    shape = np.array(band.shape)
+    chords = np.ones((points.size, 3), dtype=np.int32)
+    for axis in range(3):
+        direction = axes[:, :, axis]
+        for sign in (1.0, -1.0):
+            alive = band.ravel()[points].copy()
+            for step in range(1, _CHORD_STEPS + 1):
+                at = np.rint(coords + sign * step * direction).astype(np.int64)
+                inside = np.all((at >= 0) & (at < shape), axis=1)
+                alive &= inside
+                alive[alive] = band[tuple(at[alive].T)]
+                chords[:, axis] += alive
+                if not alive.any():
+                    break
+    return chords[:, 2] <= chords[:, :2].min(axis=1)
+
+
+def _consistent_signs(points: np.ndarray, shape: tuple[int, ...], directions: np.ndarray) -> np.ndarray:
+    """±1 per point so that neighbouring directions agree: signs propagated along a minimum spanning
+    tree of the 6-connected point graph weighted by 1 − |cos| (flips happen where directions are
+    most alike, never across a fold), by pointer jumping from each tree's root."""
+    count = points.size
+    position = np.full(int(np.prod(shape)), -1, dtype=np.int64)
+    position[points] = np.arange(count)
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    coords = np.stack(np.unravel_index(points, shape), axis=1)
+    rows, cols = [], []
+    for axis in range(3):
+        inside = np.flatnonzero(coords[:, axis] + 1 < shape[axis])
+        neighbour = position[points[inside] + strides[axis]]
+        kept = neighbour >= 0
+        rows.append(inside[kept])
+        cols.append(neighbour[kept])
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    weight = 1.001 - np.abs(np.einsum("ij,ij->i", directions[row], directions[col]))
+    tree = minimum_spanning_tree(coo_matrix((weight, (row, col)), shape=(count, count)).tocsr())
+    tree = tree + tree.T
+    parts, part = connected_components(tree, directed=False)
+    parent = np.arange(count)
+    first = np.unique(part, return_index=True)[1]
+    for root in first:
+        order, predecessors = breadth_first_order(tree, root, directed=False, return_predecessors=True)
+        parent[order[1:]] = predecessors[order[1:]]
+    sign = np.sign(np.einsum("ij,ij->i", directions, directions[parent]))
+    sign[sign == 0] = 1
+    for _ in range(max(1, math.ceil(math.log2(max(count, 2)))) + 1):  # pointer jumping: products to the root
+        sign = sign * sign[parent]
+        parent = parent[parent]
+    return sign.astype(np.float32)
+
+
+def _finish(vertices: np.ndarray, faces: np.ndarray, spacing: float,
+            options: MeshOptions) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """Drop crumbs, smooth, re-mesh and orient one membrane's surface; ``None`` if nothing is left."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=True)
+    pieces = [p for p in mesh.split(only_watertight=False) if len(p.faces) >= _MIN_FACES]
+    if not pieces:
+        return None
+    mesh = trimesh.util.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    if options.smoothing:  # the boundary stays put: a sheet cut by the volume's faces keeps its extent
+        edges = mesh.edges_sorted
+        unique, counts = np.unique(edges, axis=0, return_counts=True)
+        rim = np.unique(unique[counts == 1])
+        laplacian = trimesh.smoothing.laplacian_calculation(mesh, pinned_vertices=rim)
+        trimesh.smoothing.filter_taubin(mesh, iterations=options.smoothing, laplacian_operator=laplacian)
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    if options.remesh:
+        import gpytoolbox
+
+        vertices, faces = gpytoolbox.remesh_botsch(vertices.astype(np.float64), faces.astype(np.int32), i=10,
+                                                   h=float(spacing), project=True)
+        mesh = trimesh.Trimesh(vertices, faces, process=True)
+    closed = bool(mesh.is_watertight)
+    if closed and mesh.volume < 0:
+        mesh.invert()  # outward normals
+    return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64), closed
+
+
+def _cubic(voxel_size: float | tuple[float, float, float]) -> float:
+    sizes = (float(voxel_size),) * 3 if np.isscalar(voxel_size) else tuple(float(v) for v in voxel_size)
+    if len(sizes) != 3 or min(sizes) <= 0:
+        raise ConfigError(f"voxel size must be positive Å (one, or (z, y, x)), got {voxel_size}")
+    if max(sizes) - min(sizes) > 1e-3 * max(sizes):
+        raise ConfigError(f"voxels are not cubic {sizes} Å; resample the mask to cubic voxels first")
+    return sizes[0]
