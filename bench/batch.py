@@ -137,11 +137,13 @@ def _run(args: argparse.Namespace) -> int:
             measured = run_measured(argv, out / f"{mode}.log", env=QUIET).to_dict()
         run = {**measured, **per_hour(measured, args.count), "summary": summary_counts(run_dir),
                "processes": process_roles(peaks.processes())}
-        if mode != "loop" and "loop" in report["runs"]:
-            run["masks_vs_loop"] = compare_masks(out / "loop", run_dir, tomograms)
         report["runs"][mode] = run
         print(format_run(mode, run, report["runs"].get("loop")), flush=True)
         _save(out, report)
+    if "loop" in report["runs"]:  # after all ways, so that any order of --modes is compared
+        for mode, run in report["runs"].items():
+            if mode != "loop":
+                run["masks_vs_loop"] = compare_masks(out / "loop", out / mode, tomograms)
     if not args.keep_outputs:
         for mode in report["runs"]:
             for mask in mask_paths(out / mode, tomograms):
@@ -407,10 +409,10 @@ def _title(mode: str, workers: int) -> str:
     return f"--workers {workers}" if mode == "workers" else TITLES[mode]
 
 
-def _masks(run: dict) -> str:
+def _masks(mode: str, run: dict) -> str:
     m = run.get("masks_vs_loop")
     if m is None:
-        return "(reference)"
+        return "(reference)" if mode == "loop" else "n/a (no loop)"
     if m["missing"]:
         return f"{len(m['missing'])} missing"
     if m["identical"]:
@@ -419,13 +421,13 @@ def _masks(run: dict) -> str:
 
 
 def format_run(mode: str, run: dict, loop: dict | None) -> str:
-    """One line about a finished way."""
+    """A line about a finished way (the masks are compared in the table at the end)."""
     if run["returncode"] != 0:
         return f"{mode}: FAILED (exit {run['returncode']}); see {run['log']}"
     speed = f", {loop['wall_s'] / run['wall_s']:.2f}× the loop's speed" if loop and mode != "loop" else ""
     return (f"{mode}: {run['wall_s']:.1f} s, {run['tomograms_per_hour']:.0f} tomograms/h{speed}, "
             f"CPU {run['cpu_s']:.1f} s, peak RSS {run['peak_rss_mb']:.0f} MB, "
-            f"summary {run['summary']['done']}/{run['summary']['rows']} done, masks vs loop: {_masks(run)}\n"
+            f"summary {run['summary']['done']}/{run['summary']['rows']} done\n"
             f"  per process (VmHWM): {format_roles(run.get('processes', {}))}")
 
 
@@ -459,7 +461,7 @@ def format_table(report: dict) -> str:
         summary = f"{run['summary']['done']}/{run['summary']['rows']} done"
         lines.append(f"{name:<15}{run['wall_s']:>9.1f}{run['summary']['seconds']:>9.1f}"
                      f"{run['tomograms_per_hour']:>9.0f}{speed:>8}{run['cpu_s']:>9.1f}"
-                     f"{run['peak_rss_mb']:>13.0f}{rss:>11}  {summary:<12}{_masks(run):<42}"
+                     f"{run['peak_rss_mb']:>13.0f}{rss:>11}  {summary:<12}{_masks(mode, run):<42}"
                      f"{_loads(run['load_before'])} → {_loads(run['load_after'])}")
     for mode, run in report["runs"].items():
         lines.append(f"  {_title(mode, report['workers'])} per process (VmHWM): {format_roles(run.get('processes', {}))}")
