@@ -7,13 +7,15 @@ RELION jobs all ask here, so a rename happens in one place.
 from __future__ import annotations
 
 import math
+import numbers
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from bilayer.errors import ConfigError
 
-__all__ = ["OUTPUT_SUFFIXES", "output_name", "output_paths", "threshold_mask_name"]
+__all__ = ["MESH_SUFFIXES", "OUTPUT_SUFFIXES", "mesh_label", "mesh_name", "output_name", "output_paths",
+           "surface_picture_name", "threshold_mask_name"]
 
 #: Output kinds and the ending each adds to the input's stem.
 OUTPUT_SUFFIXES: dict[str, str] = {
@@ -27,7 +29,14 @@ OUTPUT_SUFFIXES: dict[str, str] = {
     "matched": "_matched.mrc",
     "deconvolved": "_deconv.mrc",
     "rescaled": "_rescaled.mrc",
+    "surfaces": "_surfaces.csv",
+    "surface_histograms": "_surface_histograms.png",
 }
+
+#: Mesh formats a membrane's surface is written in (bilayer.surfaces.mesh_io), the first the default:
+#: PLY carries the per-vertex values.
+MESH_SUFFIXES: tuple[str, ...] = (".ply", ".obj", ".stl", ".glb")
+_MESH_INFIX = "_membrane"
 
 
 def output_name(source: str | os.PathLike, kind: str) -> str:
@@ -52,3 +61,30 @@ def threshold_mask_name(scores: str | os.PathLike, threshold: float) -> str:
     stem = Path(scores).stem.removesuffix(Path(OUTPUT_SUFFIXES["scores"]).stem)
     mask = Path(OUTPUT_SUFFIXES["mask"])
     return f"{stem}{mask.stem}_t{threshold:g}{mask.suffix}"
+
+
+def mesh_name(source: str | os.PathLike, label: int, suffix: str = MESH_SUFFIXES[0]) -> str:
+    """The mesh of membrane ``label`` of the mask ``source``: ``<stem>_membrane<label><suffix>``
+    (``tomo_seg.mrc``, 3 → ``tomo_seg_membrane3.ply``); ``suffix`` one of :data:`MESH_SUFFIXES`."""
+    if suffix not in MESH_SUFFIXES:
+        raise ConfigError(f"unknown mesh format {suffix!r}; use one of {', '.join(MESH_SUFFIXES)}")
+    if isinstance(label, bool) or not isinstance(label, numbers.Integral) or label < 0:
+        raise ConfigError(f"a membrane label is a whole number 0 or more, got {label!r}")
+    return f"{Path(source).stem}{_MESH_INFIX}{int(label)}{suffix}"
+
+
+def mesh_label(path: str | os.PathLike) -> int | None:
+    """The membrane label in a name made by :func:`mesh_name` (``tomo_seg_membrane3.ply`` → 3), else None."""
+    path = Path(path)
+    stem, _, label = path.stem.rpartition(_MESH_INFIX)
+    if path.suffix.lower() not in MESH_SUFFIXES or not stem or not label.isdigit() or not label.isascii():
+        return None
+    return int(label)
+
+
+def surface_picture_name(source: str | os.PathLike, value: str) -> str:
+    """The picture of ``source``'s membrane meshes coloured by the per-vertex ``value``:
+    ``<stem>_surface_<value>.png`` (``tomo_seg.mrc``, mean_curvature → ``tomo_seg_surface_mean_curvature.png``)."""
+    if not value or not all(c.isalnum() or c == "_" for c in value) or not value.isascii():
+        raise ConfigError(f"value name {value!r} must be letters, digits and underscores")
+    return f"{Path(source).stem}_surface_{value}.png"
