@@ -1,0 +1,123 @@
+"""Distance from every vertex of a membrane to the nearest other membrane, in Å: contact sites,
+inter-membrane spacing, the stacking of cristae and thylakoids.
+
+The distance is to the nearest point of the other surfaces, not to their nearest vertex (which
+overestimates it by up to (half an edge)² / (2 × distance), half an edge at contact): for each mesh, a KD-tree over the vertices of all
+the *other* meshes gives each vertex's two nearest vertices there, and the exact point-to-triangle
+distance (trimesh's closest point on a triangle) is taken over the faces around them. This equals
+libigl's exact AABB search (gpytoolbox ``squared_distance``) on every vertex of the tests' meshes;
+that search is not used because it rebuilds its tree for every mesh (about 1 s per million faces,
+twenty times over for twenty membranes), where a KD-tree over the other vertices builds in 0.2 s.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.spatial import cKDTree
+
+from bilayer import checks
+from bilayer.surfaces.mesh import Mesh
+
+__all__ = ["NearestMembrane", "nearest_membrane_distances"]
+
+_NEAREST_VERTICES = 2  # the faces around this many nearest vertices are searched (1 misses by < 0.01 edge)
+_CHUNK = 500_000  # point-face pairs measured at a time (memory)
+
+
+class NearestMembrane(NamedTuple):
+    """The nearest other membrane of each vertex of one mesh.
+
+    Attributes:
+        distance: ``(n,)`` Å to the nearest point of any other mesh; NaN where there is none
+            (the mesh is alone, or nothing is within ``max_distance``).
+        label: ``(n,)`` int64, that mesh's label; 0 where there is none.
+    """
+
+    distance: np.ndarray
+    label: np.ndarray
+
+
+def nearest_membrane_distances(meshes: list[Mesh], max_distance: float | None = None) -> list[NearestMembrane]:
+    """For every vertex of every mesh, the distance in Å to the nearest point of any *other* mesh
+    and that mesh's label, in the order of ``meshes``.
+
+    Args:
+        meshes: the membranes (Å, one frame); meshes without faces are measured but never nearest.
+        max_distance: Å; farther membranes are not searched (NaN, label 0). The search for a far
+            membrane is the slow part (many vertices are almost as near as the nearest), so a
+            bound such as 1000 Å speeds up tomograms with few, distant membranes.
+
+    Returns:
+        One :class:`NearestMembrane` per mesh.
+
+    Raises:
+        ConfigError: ``max_distance`` is not a positive number.
+    """
+    bound = np.inf if max_distance is None else checks.number("max_distance", max_distance, 0.0, open_low=True)
+    surfaces = [k for k, mesh in enumerate(meshes) if len(mesh.faces)]
+    offsets = np.cumsum([0] + [meshes[k].vertex_count for k in surfaces])
+    vertices = np.concatenate([meshes[k].vertices for k in surfaces]) if surfaces else np.empty((0, 3))
+    faces = np.concatenate([meshes[k].faces + offsets[n] for n, k in enumerate(surfaces)]) if surfaces \
+        else np.empty((0, 3), dtype=np.int64)
+    owner = np.repeat(np.asarray(surfaces, dtype=np.int64), np.diff(offsets))  # mesh index of each vertex
+    labels = np.array([mesh.label for mesh in meshes], dtype=np.int64)
+    around = _vertex_faces(faces, len(vertices))
+    reach = bound + _longest_edge(vertices, faces)  # a face within the bound has a vertex within this
+    results = []
+    for index, mesh in enumerate(meshes):
+        distance = np.full(mesh.vertex_count, np.nan)
+        label = np.zeros(mesh.vertex_count, dtype=np.int64)
+        others = np.flatnonzero(owner != index)
+        if others.size and mesh.vertex_count:
+            nearest, face = _to_surface(mesh.vertices, vertices, faces, others, around, reach)
+            found = nearest <= bound
+            distance[found] = nearest[found]
+            label[found] = labels[owner[faces[face[found], 0]]]
+        results.append(NearestMembrane(distance, label))
+    return results
+
+
+def _to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, candidates: np.ndarray,
+                around: csr_matrix, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from each point to the surface made of the faces around ``candidates`` (vertex
+    indices): exact over the faces around each point's nearest candidate vertices (searched
+    within ``reach``). Returns the distance (inf where none) and the nearest face (-1)."""
+    import trimesh
+
+    tree = cKDTree(vertices[candidates], balanced_tree=False, compact_nodes=False)  # far queries: 5× faster
+    k = min(_NEAREST_VERTICES, candidates.size)
+    _, nearest = tree.query(points, k=k, distance_upper_bound=reach)
+    nearest = nearest.reshape(len(points), k)
+    valid = nearest < candidates.size
+    rows = np.repeat(np.arange(len(points)), k)[valid.ravel()]
+    chosen = csr_matrix((np.ones(rows.size), (rows, candidates[nearest[valid]])),
+                        shape=(len(points), len(vertices)))
+    pairs = (chosen @ around).tocoo()  # each (point, face around one of its nearest vertices) once
+    distance = np.full(len(points), np.inf)
+    best_face = np.full(len(points), -1, dtype=np.int64)
+    corners = vertices[faces]
+    for start in range(0, pairs.nnz, _CHUNK):
+        p, f = pairs.row[start:start + _CHUNK], pairs.col[start:start + _CHUNK]
+        gap = np.linalg.norm(trimesh.triangles.closest_point(corners[f], points[p]) - points[p], axis=1)
+        order = np.lexsort((gap, p))  # per point, its nearest face first
+        first = order[np.r_[True, p[order][1:] != p[order][:-1]]]
+        better = gap[first] < distance[p[first]]
+        distance[p[first][better]] = gap[first][better]
+        best_face[p[first][better]] = f[first][better]
+    return distance, best_face
+
+
+def _vertex_faces(faces: np.ndarray, count: int) -> csr_matrix:
+    """Sparse ``(vertices, faces)`` incidence (CSR): row ``v`` marks the faces around vertex ``v``."""
+    columns = np.repeat(np.arange(len(faces)), 3)
+    return coo_matrix((np.ones(columns.size), (faces.ravel(), columns)), shape=(count, len(faces))).tocsr()
+
+
+def _longest_edge(vertices: np.ndarray, faces: np.ndarray) -> float:
+    if not len(faces):
+        return 0.0
+    corners = vertices[faces]
+    return float(np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2).max())
