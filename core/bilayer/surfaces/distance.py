@@ -65,7 +65,8 @@ def nearest_membrane_distances(meshes: list[Mesh], max_distance: float | None = 
     owner = np.repeat(np.asarray(surfaces, dtype=np.int64), np.diff(offsets))  # mesh index of each vertex
     labels = np.array([mesh.label for mesh in meshes], dtype=np.int64)
     around = _vertex_faces(faces, len(vertices))
-    reach = bound + _longest_edge(vertices, faces)  # a face within the bound has a vertex within this
+    # a face within the bound has a vertex within the bound plus the longest edge
+    reach = bound + _longest_edge(vertices, faces) if np.isfinite(bound) else np.inf
     results = []
     for index, mesh in enumerate(meshes):
         distance = np.full(mesh.vertex_count, np.nan)
@@ -95,18 +96,22 @@ def _to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, can
     rows = np.repeat(np.arange(len(points)), k)[valid.ravel()]
     chosen = csr_matrix((np.ones(rows.size), (rows, candidates[nearest[valid]])),
                         shape=(len(points), len(vertices)))
-    pairs = (chosen @ around).tocoo()  # each (point, face around one of its nearest vertices) once
+    pairs = (chosen @ around).tocsr()  # row p: the faces around p's nearest vertices, each once
+    counts = np.diff(pairs.indptr)
+    point = np.repeat(np.arange(len(points)), counts)
+    gap = np.empty(pairs.nnz)
+    for start in range(0, pairs.nnz, _CHUNK):
+        p, f = point[start:start + _CHUNK], pairs.indices[start:start + _CHUNK]
+        gap[start:start + _CHUNK] = np.linalg.norm(
+            trimesh.triangles.closest_point(vertices[faces[f]], points[p]) - points[p], axis=1)
     distance = np.full(len(points), np.inf)
     best_face = np.full(len(points), -1, dtype=np.int64)
-    corners = vertices[faces]
-    for start in range(0, pairs.nnz, _CHUNK):
-        p, f = pairs.row[start:start + _CHUNK], pairs.col[start:start + _CHUNK]
-        gap = np.linalg.norm(trimesh.triangles.closest_point(corners[f], points[p]) - points[p], axis=1)
-        order = np.lexsort((gap, p))  # per point, its nearest face first
-        first = order[np.r_[True, p[order][1:] != p[order][:-1]]]
-        better = gap[first] < distance[p[first]]
-        distance[p[first][better]] = gap[first][better]
-        best_face[p[first][better]] = f[first][better]
+    some = counts > 0
+    if pairs.nnz:
+        distance[some] = np.minimum.reduceat(gap, pairs.indptr[:-1][some])
+    nearest_pair = np.flatnonzero(gap == distance[point])
+    first = np.unique(point[nearest_pair], return_index=True)[1]  # a point's first face at its distance
+    best_face[point[nearest_pair[first]]] = pairs.indices[nearest_pair[first]]
     return distance, best_face
 
 
@@ -119,5 +124,4 @@ def _vertex_faces(faces: np.ndarray, count: int) -> csr_matrix:
 def _longest_edge(vertices: np.ndarray, faces: np.ndarray) -> float:
     if not len(faces):
         return 0.0
-    corners = vertices[faces]
-    return float(np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=2).max())
+    return max(float(np.linalg.norm(vertices[faces[:, k]] - vertices[faces[:, k - 1]], axis=1).max()) for k in range(3))
