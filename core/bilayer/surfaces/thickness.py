@@ -12,7 +12,7 @@ The method, for one membrane's :class:`~bilayer.surfaces.mesh.Mesh`:
 1. the tomogram is sampled (trilinear, :func:`scipy.ndimage.map_coordinates`) along every
    vertex normal from ``-half_width`` to ``+half_width`` Å, in units of the tomogram's standard
    deviation around its mean near the membrane;
-2. profiles are averaged over patches: one centre per cell of ``neighbourhood / 2`` Å, each the
+2. profiles are averaged over patches: one centre per cell of 0.7 ``neighbourhood``, each the
    mean of the profiles of the vertices within ``neighbourhood`` Å whose normals agree with its
    own (a KD-tree); a vertex takes its nearest centre's result;
 3. every patch profile (and the whole membrane's mean profile) is fitted, all at once, with two
@@ -45,6 +45,7 @@ _NORMAL_AGREEMENT = 0.5  # cos 60°: profiles of a patch come from one side of a
 _NEAREST = 4  # centres considered for a vertex (the nearest with an agreeing normal wins)
 _BLOCK_VOXELS = 2.5  # smallest block of surface pooled before patches: wider than the noise is correlated
 _BLOCKS_ACROSS = 4  # a patch's radius is at least this many blocks
+_CENTRE_CELL = 0.7  # patch centres one per cell of this many neighbourhoods: every vertex within a radius of one
 _MIN_BLOCKS = 4  # a patch needs this many (effective) blocks to measure its noise
 _STATS_VOXELS = 2_000_000  # voxels read to estimate the tomogram's mean and deviation
 
@@ -202,8 +203,8 @@ def _blocks(vertices: np.ndarray, normals: np.ndarray, profiles: np.ndarray, siz
 
 
 def _centres(blocks: _Blocks, neighbourhood: float) -> np.ndarray:
-    """Indices of the blocks that centre a patch: one per cell of ``neighbourhood / 2``."""
-    cell = np.floor(blocks.positions / (neighbourhood / 2)).astype(np.int64)
+    """Indices of the blocks that centre a patch: one per cell of ``neighbourhood`` × ``_CENTRE_CELL``."""
+    cell = np.floor(blocks.positions / (neighbourhood * _CENTRE_CELL)).astype(np.int64)
     return np.unique(cell, axis=0, return_index=True)[1] if len(cell) else np.zeros(0, dtype=np.int64)
 
 
@@ -258,8 +259,10 @@ def _verdict(fits: _Fits, contrast: np.ndarray, errors: np.ndarray, thinning: fl
 # k = 2 (two leaflets) or k = 1 (one dark band), fitted to many profiles at once.
 
 _TWO_PARAMETERS, _ONE_PARAMETERS = 7, 5
-_ITERATIONS = 40  # Levenberg–Marquardt steps (converged well before on every profile tried)
-_MIN_SEPARATION_VOXELS = 2.5  # leaflets closer than this are aliased: a minimum, a maximum and a minimum need voxels
+_ITERATIONS = 40  # Levenberg–Marquardt steps at most
+_CONVERGED = 1e-6  # a step gaining less than this share of the residual ends a profile's fit
+_GIVE_UP = 1e6  # damping at which no step is found
+_MIN_SEPARATION_VOXELS = 3.0  # leaflets closer are not sampled well enough to place both minima (biased, aliased)
 _CONTRAST_SAMPLES = 41  # points between the two minima where the central maximum is looked for
 
 
@@ -371,38 +374,46 @@ def _grid_start(positions: np.ndarray, y: np.ndarray, limits: _Limits, k: int) -
     for first in range(0, len(y), 256):
         rows = y[first:first + 256]
         projected = (rows @ flat_q).reshape(len(rows), len(w), 2 + k)
-        coefficients = np.einsum("gij,ngj->ngi", r_inverse, projected)
+        depths = np.einsum("gij,ngj->ngi", r_inverse[:, 2:], projected)
         rss = np.square(rows).sum(axis=1, keepdims=True) - np.square(projected).sum(axis=2)
-        dips = (coefficients[:, :, 2:] > 0).all(axis=2)
+        dips = (depths > 0).all(axis=2)
         rss = np.where(dips | ~dips.any(axis=1, keepdims=True), rss, np.inf)
         pick = rss.argmin(axis=1)
         choice[first:first + 256] = pick
-        best[first:first + 256] = coefficients[np.arange(len(rows)), pick]
+        best[first:first + 256] = np.einsum("nij,nj->ni", r_inverse[pick], projected[np.arange(len(rows)), pick])
     return np.concatenate([best, where[choice], w[choice, None]], axis=1)
 
 
 def _refine(positions: np.ndarray, y: np.ndarray, params: np.ndarray, limits: _Limits) -> np.ndarray:
-    """Batched Levenberg–Marquardt from ``params``; each profile keeps its best step."""
+    """Batched Levenberg–Marquardt from ``params``; each profile keeps its best step and stops
+    once a step gains less than a millionth of its residual (or none is found)."""
     params = params.copy()
     rss = _rss(positions, y, params)
     damping = np.full(len(y), 1e-3)
+    active = np.arange(len(y))
     eye = np.eye(params.shape[1])
     for _ in range(_ITERATIONS):
-        jacobian = _jacobian(positions, params)
-        residual = y - _model(positions, params)
-        normal = np.einsum("nsi,nsj->nij", jacobian, jacobian)
-        gradient = np.einsum("nsi,ns->ni", jacobian, residual)
-        scaled = normal + damping[:, None, None] * (normal * eye + 1e-12 * eye)
+        if not len(active):
+            break
+        current = params[active]
+        jacobian = _jacobian(positions, current)
+        residual = y[active] - _model(positions, current)
+        normal = np.matmul(jacobian.transpose(0, 2, 1), jacobian)
+        gradient = np.matmul(jacobian.transpose(0, 2, 1), residual[..., None])
+        scaled = normal + damping[active, None, None] * (normal * eye + 1e-12 * eye)
         try:
-            delta = np.linalg.solve(scaled, gradient[..., None])[..., 0]
+            delta = np.linalg.solve(scaled, gradient)[..., 0]
         except np.linalg.LinAlgError:
-            delta = np.einsum("nij,nj->ni", np.linalg.pinv(scaled), gradient)
-        trial = params + delta
+            delta = np.matmul(np.linalg.pinv(scaled), gradient)[..., 0]
+        trial = current + delta
         trial[:, -1] = np.clip(trial[:, -1], limits.width_min / 2, 2 * limits.width_max)
-        trial_rss = _rss(positions, y, trial)
-        better = trial_rss < rss
-        params[better], rss[better] = trial[better], trial_rss[better]
-        damping = np.where(better, damping / 3, damping * 4)
+        trial_rss = _rss(positions, y[active], trial)
+        better = trial_rss < rss[active]
+        gain = np.where(better, rss[active] - trial_rss, 0.0)
+        params[active[better]], rss[active[better]] = trial[better], trial_rss[better]
+        damping[active] = np.where(better, damping[active] / 3, damping[active] * 4)
+        done = (better & (gain <= _CONVERGED * rss[active])) | (damping[active] > _GIVE_UP)
+        active = active[~done]
     return params
 
 
