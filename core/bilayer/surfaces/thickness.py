@@ -19,10 +19,17 @@ The method, for one membrane's :class:`~bilayer.surfaces.mesh.Mesh`:
    models over a linear baseline: two dark Gaussians of one width at ``c ± d/2`` and a single
    dark Gaussian; a coarse grid over the positions and width (variable projection: the baseline
    and depths are linear) starts a batched Levenberg–Marquardt refinement;
-4. the bilayer counts as resolved where the two-minima model is significantly better (an F-test
-   over one independent sample per voxel), both minima are dips, the model has a central maximum
-   between them, and that maximum's height over the shallower minimum (the ``quality``, in units
-   of the fit's residual) reaches ``min_contrast``.
+4. each patch's noise is measured, not assumed: its profile's standard error from the scatter of
+   the block means it pools (blocks of surface wider than the noise is correlated). The bilayer
+   counts as resolved where the two-minima model beats one minimum in a likelihood-ratio test
+   with that noise (one independent sample per voxel), both minima are dips at least 3 voxels
+   apart, and the model's central maximum stands ``min_contrast`` standard errors above the
+   shallower minimum (that ratio is the ``quality``).
+
+Measured on the synthetic generator at 10 Å (64³, defocus 1.5–3 µm, SNR 0.3–3): every membrane is
+resolved, within +0.6 Å of leaflets 40–50 Å apart, +1.4 Å at 35 Å and +3.3 Å at 30 Å (the
+generator's bright core and the CTF push thin bilayers' minima apart); its single-band look and
+pure noise come out unresolved, and so does every membrane at 20 Å.
 """
 
 from __future__ import annotations
@@ -57,8 +64,9 @@ class ThicknessResult:
     Attributes:
         thickness: ``(n,)`` per vertex, Å, distance between the two leaflet minima of its patch's
             profile; NaN where unresolved.
-        quality: ``(n,)`` contrast of the central maximum over the shallower minimum, in units of
-            the fit's residual (0 where the profile has no central maximum; NaN: no profile).
+        quality: ``(n,)`` height of the central maximum over the shallower minimum, in standard
+            errors of the patch's mean profile (0 where the fit has no central maximum; NaN: no
+            profile).
         resolved: ``(n,)`` bool, whether the two leaflets were resolved there.
         membrane_thickness: from the membrane's mean profile, Å (NaN if unresolved).
         membrane_quality: that fit's quality.
@@ -100,7 +108,7 @@ def membrane_thickness(mesh: Mesh, tomogram: Volume, *, half_width: float = 80.0
             that a patch holds enough blocks to measure its own noise.
         dense_dark: Dense matter is dark (low values), as in most reconstructions; False for
             inverted contrast.
-        significance: Largest F-test p-value at which two minima beat one.
+        significance: Largest p-value at which two minima beat one (likelihood-ratio test).
         min_contrast: Smallest contrast of the central maximum over the shallower minimum, in
             standard errors of the patch's mean profile, of a resolved bilayer.
 
