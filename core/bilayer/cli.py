@@ -186,10 +186,11 @@ def _add_commands() -> None:
     from bilayer.cli_patches import patches
     from bilayer.cli_preprocess import preprocess
     from bilayer.cli_segment import components, segment_command, skeletonize_command, threshold_command
+    from bilayer.cli_surfaces import measure_command, mesh_command
     from bilayer.cli_train import evaluate, finetune, train
 
-    for command in (segment_command, threshold_command, components, skeletonize_command, preprocess, train, finetune,
-                    evaluate, patches, status_command):
+    for command in (segment_command, threshold_command, components, skeletonize_command, mesh_command,
+                    measure_command, preprocess, train, finetune, evaluate, patches, status_command):
         cli.add_command(command)
 
 

@@ -232,8 +232,8 @@ def _finish(vertices: np.ndarray, faces: np.ndarray, spacing: float,
     if options.remesh:
         import gpytoolbox
 
-        vertices, faces = gpytoolbox.remesh_botsch(vertices.astype(np.float64), faces.astype(np.int32), i=_REMESH_ROUNDS,
-                                                   h=float(spacing), project=True)
+        vertices, faces = gpytoolbox.remesh_botsch(vertices.astype(np.float64), faces.astype(np.int32),
+                                                   i=_REMESH_ROUNDS, h=float(spacing), project=True)
         mesh = trimesh.Trimesh(vertices, faces, process=True)
     closed = bool(mesh.is_watertight)
     if closed and mesh.volume < 0:

@@ -18,7 +18,7 @@ from bilayer.surfaces.curvature import vertex_curvatures
 from bilayer.surfaces.distance import nearest_membrane_distances
 from bilayer.surfaces.mesh import Mesh
 
-__all__ = ["MEASURED_VALUES", "SURFACE_COLUMNS", "measure_meshes", "surface_table"]
+__all__ = ["MEASURED_VALUES", "PROFILE_COLUMNS", "SURFACE_COLUMNS", "measure_meshes", "surface_table"]
 
 _NM = 10.0  # Å per nm
 
@@ -30,7 +30,11 @@ SURFACE_COLUMNS = (
     "gaussian_curvature_mean_per_nm2", "gaussian_curvature_median_per_nm2", "gaussian_curvature_sd_per_nm2",
     "nearest_distance_min_nm", "nearest_distance_median_nm", "nearest_label",
     "thickness_median_nm", "thickness_sd_nm", "thickness_resolved_fraction", "thickness_quality_median",
+    "membrane_thickness_nm", "membrane_thickness_resolved", "membrane_thickness_quality",
 )
+#: Columns from the membrane's mean density profile (bilayer.surfaces.thickness), filled by whoever
+#: measured the thickness (None in :func:`surface_table`'s rows).
+PROFILE_COLUMNS = SURFACE_COLUMNS[-3:]
 
 
 def measure_meshes(meshes: list[Mesh], scale: float | None = None,
@@ -92,7 +96,7 @@ def _row(mesh: Mesh) -> dict[str, Any]:
         "nearest_label": None if closest is None else int(values["nearest_label"][closest]),
     }
     row.update(_thickness(values))
-    return {name: row[name] for name in SURFACE_COLUMNS}
+    return {name: row.get(name) for name in SURFACE_COLUMNS}
 
 
 def _thickness(values: dict[str, np.ndarray]) -> dict[str, Any]:
