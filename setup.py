@@ -61,6 +61,7 @@ setup(
             "bilayer = bilayer.cli:main",
             "bilayer-relion-preprocess = bilayer_relion.preprocess_job:main",
             "bilayer-relion-segment = bilayer_relion.segment_job:main",
+            "bilayer-relion-surfaces = bilayer_relion.surfaces_job:main",
             "bilayer-relion-train = bilayer_relion.train_job:main",
         ],
         "pyworkflow.plugin": ["bilayer_scipion = bilayer_scipion"],

@@ -57,15 +57,17 @@ MEMBRANE_COLUMNS = {
     "skeleton": "rlnTomoMembraneSkeleton",
     "uncertainty": "rlnTomoMembraneUncertainty",
     "preview": "rlnTomoMembranePreview",
+    "surfaces": "rlnTomoMembraneSurfaces",  # the surfaces job's per-tomogram table (<stem>_surfaces.csv)
 }
 #: The job option that gives every tomogram's voxel size, named in errors.
 _VOXEL_SIZE_OPTION = "--voxel_size"
 
 
-def read_tomogram_list(path: str | os.PathLike, *, column: str = AUTO,
-                       voxel_size: float | None = None) -> TomogramList:
+def read_tomogram_list(path: str | os.PathLike, *, column: str = AUTO, voxel_size: float | None = None,
+                       require_files: bool = True) -> TomogramList:
     """Read the tomograms of the list given with ``--in_mics`` (see
-    :func:`bilayer.io.tomogram_list.read_tomogram_list`), paths relative to the project folder.
+    :func:`bilayer.io.tomogram_list.read_tomogram_list`), paths relative to the project folder;
+    ``require_files=False`` for a job that reads other files of the rows and maybe not the tomograms.
 
     Raises:
         InputFileError: the file is missing or not a STAR file, lists no tomograms, misses a
@@ -74,5 +76,5 @@ def read_tomogram_list(path: str | os.PathLike, *, column: str = AUTO,
     if not Path(path).is_file():
         raise InputFileError(f"STAR file {path} does not exist (paths are relative to the project folder "
                              f"{Path.cwd()}); give the tomogram list with --in_mics")
-    return _engine.read_tomogram_list(path, column=column, voxel_size=voxel_size,
+    return _engine.read_tomogram_list(path, column=column, voxel_size=voxel_size, require_files=require_files,
                                       voxel_size_option=_VOXEL_SIZE_OPTION)

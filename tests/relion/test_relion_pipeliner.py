@@ -139,3 +139,42 @@ def test_preprocess_then_segment_as_external_jobs_of_relion(relion_project, job_
     edges = _pipeline()["pipeline_input_edges"]
     assert ("External/job001/micrographs.star", "External/job002/") in set(
         zip(edges["rlnPipeLineEdgeFromNode"], edges["rlnPipeLineEdgeProcess"]))
+
+
+def test_surfaces_of_a_segmentation_jobs_list_as_an_external_job_of_relion(project, job_program, rng):
+    """A segmentation job's micrograph list (written here as that job writes it: a tomogram and its mask
+    with a flat bilayer whose leaflets are 40 Å apart) in, the surfaces job's list out; RELION records it."""
+    import numpy as np
+    from bilayer.io import write_volume
+
+    Path("default_pipeline.star").write_text("\n# version 30001\n\ndata_pipeline_general\n\n"
+                                             "_rlnPipeLineJobCounter                       1\n\n")
+    z = np.arange(30, dtype=np.float64)[:, None, None] - 12.0  # voxels from the sheet's middle
+    mask = np.broadcast_to(np.abs(z) <= 2, (30, 48, 48)).astype(np.int8)
+    density = -(np.exp(-((z - 2) ** 2) / 0.72) + np.exp(-((z + 2) ** 2) / 0.72)) + rng.normal(0, 0.1, mask.shape)
+    Path("Import/job001/tomos").mkdir(parents=True)
+    Path("External/job009/tomos").mkdir(parents=True)
+    write_volume("Import/job001/tomos/TS_01.mrc", density.astype(np.float32), voxel_size=10.0)
+    write_volume("External/job009/tomos/TS_01_seg.mrc", mask, voxel_size=10.0)
+    segment_output = [
+        "", "# version 30001", "", "data_optics", "", "loop_", "_rlnOpticsGroupName #1", "_rlnOpticsGroup #2",
+        "_rlnMicrographPixelSize #3", "opticsGroup1 1 10.000000", "", "", "# version 30001", "", "data_micrographs",
+        "", "loop_", "_rlnMicrographName #1", "_rlnOpticsGroup #2", "_rlnTomoMembraneSegmentation #3",
+        "Import/job001/tomos/TS_01.mrc 1 External/job009/tomos/TS_01_seg.mrc", "", ""]
+    Path("External/job009/micrographs.star").write_text("\n".join(segment_output))
+    _add_external_job(job_program("bilayer-relion-surfaces"), "External/job009/micrographs.star",
+                      {"spacing": "20", "format": "ply,obj"})
+    _run("External/job001/")
+    job = Path("External/job001")
+    assert (job / "RELION_JOB_EXIT_SUCCESS").exists(), (job / "run.err").read_text()
+    pipeline = _pipeline()
+    assert _status(pipeline, "External/job001/") == SUCCESS
+    assert _outputs(pipeline, "External/job001/") == {"External/job001/micrographs.star": MICROGRAPHS}
+    table = starfile.read(job / "surfaces.star")
+    assert table["label"].tolist() == [1] and not table["closed"].iloc[0]
+    assert table["membrane_thickness_nm"].iloc[0] == pytest.approx(4.0, abs=0.5)
+    assert Path(table["rlnTomoMembraneMesh"].iloc[0]) == job / "tomos" / "TS_01_seg_membrane1.ply"
+    assert (job / "tomos" / "TS_01_seg_membrane1.ply").is_file() and (job / "tomos" / "TS_01_seg_membrane1.obj").is_file()
+    listed = starfile.read(job / "micrographs.star", always_dict=True)["micrographs"]
+    assert listed["rlnTomoMembraneSurfaces"].tolist() == [str(job / "tomos" / "TS_01_seg_surfaces.csv")]
+    assert "[1/1] TS_01" in (job / "run.out").read_text()
