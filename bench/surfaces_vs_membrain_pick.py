@@ -280,7 +280,7 @@ def format_header(report: dict) -> str:
             f"{pick_text}\nBilayer {report['bilayer']['git']}"
             f"{' (uncommitted changes)' if report['bilayer']['git_dirty'] else ''}\n"
             f"scene: {'×'.join(map(str, report['shape']))} at {report['voxel_size']:g} Å, {len(report['shapes'])} "
-            f"membranes ({', '.join(f'{n} {k}s' for k, n in kinds.items())}), mask {100 * mask / voxels:.1f} % of "
+            f"membranes ({', '.join(f'{k} × {n}' for k, n in kinds.items())}), mask {100 * mask / voxels:.1f} % of "
             f"the voxels; {small} membrane(s) under MemBrain-pick's {PICK_MIN_VOXELS} voxels (it skips them)")
 
 
