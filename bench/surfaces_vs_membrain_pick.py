@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from _membrain_env import BENCH_DIR, CACHE_DIR, BenchError, run_measured
 from _membrain_pick_env import PICK_ENV, ensure_membrain_pick_venv, pick_python
-from _membrain_pick_scene import draw_scene, expected_area, plan_shapes
+from _membrain_pick_scene import LEAFLETS, draw_scene, expected_area, plan_shapes
 
 VOXEL_SIZE = 10.0  # Å
 DEFAULT_SHAPE = (256, 512, 512)
@@ -311,6 +311,7 @@ def format_report(report: dict) -> str:
                      f"{'met' if wall < TIME_TARGET_S else 'NOT met'}; measure alone, which meshes too, "
                      f"{measure['wall_s']:.1f} s), peak {peak:.0f} MB (target under {RSS_TARGET_MB:.0f} MB: "
                      f"{'met' if peak < RSS_TARGET_MB else 'NOT met'})")
+    lines += format_thickness(measure)
     if pick and pick["returncode"] == 0:
         for name in ("bilayer mesh", "bilayer measure"):
             run = runs.get(name)
@@ -325,6 +326,20 @@ def format_report(report: dict) -> str:
     lines.append("wall s: the whole child (interpreter start, imports, reading, writing); CPU s user + system; "
                  "peak RSS from wait4 (the largest process of the child's tree); all cores to each child")
     return "\n".join(lines)
+
+
+def format_thickness(measure: dict | None) -> list[str]:
+    """Bilayer's thickness per membrane (its mean profile's) next to the scene's leaflet distance."""
+    table = (measure or {}).get("table") or []
+    values = [float(r["membrane_thickness_nm"]) for r in table
+              if r.get("membrane_thickness_resolved") == "True" and r.get("membrane_thickness_nm")]
+    if not table:
+        return []
+    truth = LEAFLETS * VOXEL_SIZE / 10
+    if not values:
+        return [f"Bilayer's thickness: no membrane resolved (scene: {truth:.1f} nm)"]
+    return [(f"Bilayer's thickness per membrane: {len(values)} of {len(table)} resolved, median {np.median(values):.2f} "
+            f"nm, {min(values):.2f}–{max(values):.2f} nm (scene: leaflets {truth:.1f} nm apart)")]
 
 
 def format_membranes(report: dict) -> list[str]:
