@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import bilayer
+from bilayer.batch.runner import RUN_BOOKKEEPING
 from bilayer.cli import main
 from bilayer.io import read_volume, write_volume
 
@@ -21,7 +22,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 #: What a run folder holds besides the outputs (bilayer.batch: the run record, records, claims, summary).
-RUN_FILES = {"bilayer_run.json", "records", "claims", "summary.json", "summary.csv", "tomograms.txt"}
+RUN_FILES = RUN_BOOKKEEPING
 
 
 def _outputs(folder: Path) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from bilayer.batch.claims import try_claim
 from bilayer.batch.records import RUN_FILE, is_done, read_record, tomogram_key
-from bilayer.batch.runner import open_existing_run, run_batch, run_status
+from bilayer.batch.runner import RUN_BOOKKEEPING, open_existing_run, run_batch, run_status
 from bilayer.cli import main
 from bilayer.errors import ConfigError, PreflightError
 from bilayer.infer.config import SegmentOptions
@@ -143,8 +143,7 @@ def _segment_argv(run_dir: Path, sources, ckpt: Path) -> list[str]:
 def _check_visible(run_dir: Path, stems) -> None:
     """Every visible name is bookkeeping or a complete output; no temporary file shows."""
     for path in run_dir.iterdir():
-        if path.name in ("bilayer_run.json", "bilayer_run.lock", "records", "claims", "summary.json", "summary.csv",
-                         "tomograms.txt"):
+        if path.name in RUN_BOOKKEEPING:
             continue
         assert not path.name.startswith("."), path
         assert path.name in {f"{s}_seg.mrc" for s in stems}, path

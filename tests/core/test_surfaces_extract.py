@@ -98,3 +98,13 @@ def test_a_band_too_small_has_no_midsurface_and_bad_input_is_refused():
         membrane_meshes(np.ones((8, 8, 8), dtype=np.float32), VOXEL)
     with pytest.raises(ConfigError, match="spacing"):
         MeshOptions(spacing=0)
+
+
+def test_a_band_two_voxels_thick_is_meshed_on_a_finer_grid_and_stays_whole():
+    centre, radius = (24.2, 23.9, 24.1), 14.0
+    band = _shell((48, 48, 48), centre, radius, 2.0)  # as a membrane at 20-25 Å
+    (mesh,) = membrane_meshes(band, 20.0)
+    assert mesh.closed
+    r = np.linalg.norm(mesh.vertices - 20.0 * np.array(centre[::-1]), axis=1)
+    assert abs(r.mean() - radius * 20.0) < 0.2 * 20.0
+    assert mesh.area() == pytest.approx(4 * math.pi * (radius * 20.0) ** 2, rel=0.03)

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bilayer.batch.claims import ClaimState, claim_state, try_claim
+from bilayer.batch.claims import CLAIMS_FOLDER, ClaimState, claim_state, try_claim
 from bilayer.batch.inputs import BatchInput
-from bilayer.batch.lock import folder_lock
+from bilayer.batch.lock import LOCK_FILE, folder_lock
 from bilayer.batch.records import (
     RUN_FILE,
     RecordStatus,
@@ -58,12 +58,15 @@ if TYPE_CHECKING:
     from bilayer.infer.preflight import TomogramPlan
     from bilayer.infer.segmentation import SegmentReport
 
-__all__ = ["TOMOGRAMS_FILE", "BatchReport", "Outcome", "PreparedBatch", "changed_run_settings", "open_existing_run",
+__all__ = ["RUN_BOOKKEEPING", "TOMOGRAMS_FILE", "BatchReport", "Outcome", "PreparedBatch", "changed_run_settings", "open_existing_run",
            "prepare_batch",
            "run_batch", "run_settings", "run_status", "run_tomograms", "work_batch"]
 
 #: The run's tomograms (absolute paths, one a line, in the order first given), for ``bilayer status``.
 TOMOGRAMS_FILE = "tomograms.txt"
+#: Every name a run adds to its folder besides the tomograms' outputs (its bookkeeping).
+RUN_BOOKKEEPING = frozenset({RUN_FILE, "records", CLAIMS_FOLDER, "summary.json", "summary.csv", TOMOGRAMS_FILE,
+                             LOCK_FILE})
 
 
 @dataclass(frozen=True)

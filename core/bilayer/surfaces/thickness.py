@@ -52,6 +52,7 @@ _NORMAL_AGREEMENT = 0.5  # cos 60°: profiles of a patch come from one side of a
 _NEAREST = 4  # centres considered for a vertex (the nearest with an agreeing normal wins)
 _BLOCK_VOXELS = 2.5  # smallest block of surface pooled before patches: wider than the noise is correlated
 _BLOCKS_ACROSS = 4  # a patch's radius is at least this many blocks
+_NEIGHBOURHOOD = 100.0  # Å: the default patch radius (10 nm), or 5 voxels where those are larger
 _CENTRE_CELL = 0.7  # patch centres one per cell of this many neighbourhoods: every vertex within a radius of one
 _MIN_BLOCKS = 4  # a patch needs this many (effective) blocks to measure its noise
 _STATS_VOXELS = 2_000_000  # voxels read to estimate the tomogram's mean and deviation
@@ -93,7 +94,7 @@ class ThicknessResult:
 
 
 def membrane_thickness(mesh: Mesh, tomogram: Volume, *, half_width: float = 80.0, step: float | None = None,
-                       neighbourhood: float = 100.0, dense_dark: bool = True, significance: float = 0.01,
+                       neighbourhood: float | None = None, dense_dark: bool = True, significance: float = 0.01,
                        min_contrast: float = 4.0) -> ThicknessResult:
     """The bilayer thickness of ``mesh`` (a membrane's midsurface) read from ``tomogram``.
 
@@ -104,7 +105,8 @@ def membrane_thickness(mesh: Mesh, tomogram: Volume, *, half_width: float = 80.0
         half_width: How far the profile reaches on each side of the surface, Å; it must hold
             both leaflets and some background (a bilayer is 30–60 Å thick).
         step: Distance between profile samples, Å; ``None``: half the smallest voxel size.
-        neighbourhood: Radius over which vertex profiles are averaged, Å; at least 5 voxels, so
+        neighbourhood: Radius over which vertex profiles are averaged, Å (None: 100 Å, or 5 voxels where
+            that is more); at least 5 voxels, so
             that a patch holds enough blocks to measure its own noise.
         dense_dark: Dense matter is dark (low values), as in most reconstructions; False for
             inverted contrast.
@@ -118,6 +120,8 @@ def membrane_thickness(mesh: Mesh, tomogram: Volume, *, half_width: float = 80.0
     voxel = float(min(tomogram.voxel_size))
     half_width = checks.number("half_width", half_width, 2 * voxel, open_low=True)
     step = voxel / 2 if step is None else checks.number("step", step, 0.0, half_width / 4, open_low=True)
+    if neighbourhood is None:
+        neighbourhood = max(_NEIGHBOURHOOD, 5 * voxel)
     neighbourhood = checks.number("neighbourhood", neighbourhood, 5 * voxel)
     dense_dark = checks.flag("dense_dark", dense_dark)
     significance = checks.number("significance", significance, 0.0, 1.0, open_low=True)
