@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from bilayer.cli_common import VOXEL_SIZE_HELP
 
 __all__ = ["measure_command", "mesh_command"]
 
 _FORMATS = ("ply", "obj", "stl", "glb")
-#: Per-vertex values drawn as pictures by ``measure`` (when the meshes have them).
-_PICTURES = ("mean_curvature", "nearest_distance", "thickness")
 
 
 def _mesh_options(command: Any) -> Any:
@@ -44,7 +41,7 @@ def _mesh_options(command: Any) -> Any:
                      help="Distance between mesh vertices, Å. [default: the voxel size]"),
         click.option("--smoothing", type=click.IntRange(min=0), default=defaults.smoothing, show_default=True,
                      help="Taubin smoothing iterations (0: none)."),
-        click.option("--min-size", type=click.IntRange(min=0), default=1000, show_default=True,
+        click.option("--min-size", type=click.IntRange(min=0), default=defaults.min_size, show_default=True,
                      help="Leave out membranes of fewer voxels (specks of noise)."),
         click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=VOXEL_SIZE_HELP),
         click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
@@ -65,6 +62,7 @@ def mesh_command(segmentations: tuple[Path, ...], components: Path | None, out_d
     (it overlays the tomogram in ChimeraX, napari or Blender), closed for vesicles, open for sheets."""
     from bilayer.surfaces.api import load_membranes
     from bilayer.surfaces.extract import MeshOptions, membrane_meshes
+    from bilayer.surfaces.files import write_meshes
 
     options = MeshOptions(spacing=spacing, smoothing=smoothing, min_size=min_size)
     suffixes = _suffixes(formats)
@@ -72,7 +70,8 @@ def mesh_command(segmentations: tuple[Path, ...], components: Path | None, out_d
     for path in segmentations:
         membranes = load_membranes(path, components=components, voxel_size=voxel_size, min_size=min_size)
         meshes = membrane_meshes(membranes.labels, membranes.voxel_size, membranes.origin, options)
-        written = _write_meshes(path, meshes, _folder(path, out_dir), suffixes, overwrite)
+        written = write_meshes(path, meshes, _folder(path, out_dir), suffixes, overwrite=overwrite,
+                               protect=[components] if components is not None else [])
         closed, vertices = sum(m.closed for m in meshes), sum(m.vertex_count for m in meshes)
         click.echo(f"{path}: {len(meshes)} membrane(s) ({closed} closed), {vertices} vertices → {len(written)} "
                    f"file(s) in {_folder(path, out_dir)}")
@@ -95,8 +94,8 @@ def measure_command(segmentations: tuple[Path, ...], tomograms: tuple[Path, ...]
     (<stem>_membrane<label>.ply), <stem>_surface_histograms.png and pictures of the meshes coloured
     by each value (<stem>_surface_<value>.png)."""
     from bilayer.errors import ConfigError
-    from bilayer.surfaces.api import measure_surfaces
     from bilayer.surfaces.extract import MeshOptions
+    from bilayer.surfaces.files import measure_files
 
     if tomograms and len(tomograms) != len(segmentations):
         raise ConfigError(f"{len(tomograms)} --tomogram given for {len(segmentations)} segmentation(s); give one "
@@ -106,11 +105,10 @@ def measure_command(segmentations: tuple[Path, ...], tomograms: tuple[Path, ...]
     suffixes = _suffixes(formats)
     for index, path in enumerate(segmentations):
         tomogram = tomograms[index] if tomograms else None
-        surfaces = measure_surfaces(path, tomogram, components=components, voxel_size=voxel_size, options=options,
-                                    scale=scale)
         folder = _folder(path, out_dir)
-        written = _write_measures(path, surfaces, folder, suffixes, overwrite, protect=[p for p in (path, tomogram)
-                                                                                        if p is not None])
+        surfaces, written = measure_files(path, folder, tomogram=tomogram, components=components,
+                                          voxel_size=voxel_size, options=options, scale=scale, suffixes=suffixes,
+                                          overwrite=overwrite)
         click.echo(f"{path}: {len(surfaces.meshes)} membrane(s) measured → {len(written)} file(s) in {folder}")
 
 
@@ -129,54 +127,3 @@ def _folder(path: Path, out_dir: Path | None) -> Path:
     from bilayer.io import ensure_output_dir
 
     return ensure_output_dir(out_dir) if out_dir is not None else (path.parent if str(path.parent) else Path("."))
-
-
-def _write_meshes(source: Path, meshes: Sequence[Any], folder: Path, suffixes: Sequence[str], overwrite: bool,
-                  group: Any = None) -> list[Path]:
-    """Every mesh in every format, as one group of outputs (or into ``group``)."""
-    from bilayer.io import output_group
-    from bilayer.io.naming import mesh_name
-    from bilayer.surfaces.mesh_io import write_mesh
-
-    def write(into: Any) -> list[Path]:
-        return [write_mesh(folder / mesh_name(source, mesh.label, suffix), mesh, overwrite=overwrite,
-                           protect=[source], group=into) for mesh in meshes for suffix in suffixes]
-
-    if group is not None:
-        return write(group)
-    with output_group() as new:
-        return write(new)
-
-
-def _write_measures(source: Path, surfaces: Any, folder: Path, suffixes: Sequence[str], overwrite: bool,
-                    protect: Sequence[Path]) -> list[Path]:
-    """The table, the meshes with their values, the histograms and pictures, as one group."""
-    import csv
-    import io
-
-    from bilayer.io import atomic_open, output_group
-    from bilayer.io.naming import output_name, surface_picture_name
-    from bilayer.surfaces.measures import SURFACE_COLUMNS
-    from bilayer.surfaces.plots import histograms_png, mesh_png
-
-    written: list[Path] = []
-    with output_group() as group:
-        table = folder / output_name(source, "surfaces")
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=list(SURFACE_COLUMNS), extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: ("" if row.get(k) is None else row.get(k)) for k in SURFACE_COLUMNS}
-                         for row in surfaces.table)
-        with atomic_open(table, overwrite=overwrite, protect=protect, group=group) as f:
-            f.write(text.getvalue().encode())
-        written.append(table)
-        written += _write_meshes(source, surfaces.meshes, folder, suffixes, overwrite, group)
-        if surfaces.meshes:
-            written.append(histograms_png(folder / output_name(source, "surface_histograms"), surfaces.meshes,
-                                          overwrite=overwrite, group=group))
-            for value in _PICTURES:
-                if any(value in m.values and np.isfinite(m.values[value]).any() for m in surfaces.meshes):
-                    written.append(mesh_png(folder / surface_picture_name(source, value), surfaces.meshes, value,
-                                            overwrite=overwrite, group=group))
-    return written
-

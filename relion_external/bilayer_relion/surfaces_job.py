@@ -4,8 +4,7 @@ It takes the segmentation job's output STAR file (``--in_mics``): each row's mas
 (``rlnTomoMembraneSegmentation``), its labelled membranes where the list has them
 (``rlnTomoMembraneComponents``, else the mask's connected components), its tomogram (for the
 bilayer thickness) and its voxel size. For each tomogram it runs what ``bilayer measure`` runs
-(:func:`bilayer.cli_surfaces.measure_command`, the same outputs by construction) into the job
-folder, below the mask's own folders as RELION's jobs do
+(:func:`bilayer.surfaces.files.measure_files`: the same outputs by construction) into the job folder, below the mask's own folders as RELION's jobs do
 (``External/job012/tomograms/rec_TS_01_seg.mrc`` → ``External/job014/tomograms/``): one mesh per
 membrane and format (``rec_TS_01_seg_membrane<label>.ply``, with every per-vertex value), the
 per-membrane table ``rec_TS_01_seg_surfaces.csv``, histograms and pictures. Then it writes
@@ -33,7 +32,6 @@ from typing import Any
 
 import pandas as pd
 from bilayer import checks
-from bilayer.cli_surfaces import measure_command
 from bilayer.errors import BilayerError, ConfigError, InputFileError, PreflightError
 from bilayer.io import atomic_open, read_volume
 from bilayer.io.naming import MESH_SUFFIXES, mesh_name, output_name
@@ -67,8 +65,8 @@ MESH_COLUMN = "rlnTomoMembraneMesh"
 _SEGMENTATION = MEMBRANE_COLUMNS["mask"]
 _COMPONENTS = MEMBRANE_COLUMNS["components"]
 _FORMATS = tuple(s.lstrip(".") for s in MESH_SUFFIXES)
-#: ``bilayer measure``'s defaults (its options by parameter name): the job's, so both agree.
-_MEASURE = {p.name: p.default for p in measure_command.params}
+#: The engine's mesh defaults: the job's, so it agrees with ``bilayer mesh``/``bilayer measure``.
+_MESH = MeshOptions()
 #: How often the job looks for RELION's abort file while a tomogram is measured (seconds).
 _ABORT_POLL = 1.0
 
@@ -102,8 +100,8 @@ class SurfaceJobOptions:
 
 
 def _defaults() -> dict[str, Any]:
-    return {"spacing": _MEASURE["spacing"], "smoothing": _MEASURE["smoothing"], "min_size": _MEASURE["min_size"],
-            "scale": _MEASURE["scale"], "thickness": True, "format": _FORMATS[:1], "tomogram_column": AUTO,
+    return {"spacing": _MESH.spacing, "smoothing": _MESH.smoothing, "min_size": _MESH.min_size,
+            "scale": None, "thickness": True, "format": _FORMATS[:1], "tomogram_column": AUTO,
             "voxel_size": None}
 
 
@@ -245,11 +243,12 @@ def _preflight(todo: Sequence[tuple[Tomogram, dict[str, Path | None]]]) -> None:
 
 def _measure(row: dict[str, Path | None], folder: Path, voxel_size: float | None, options: SurfaceJobOptions) -> None:
     """``bilayer measure`` of one row into ``folder`` (its files appear together, or none)."""
-    measure_command.callback(
-        segmentations=(row["segmentation"],), tomograms=(row["tomogram"],) if row["tomogram"] else (),
-        scale=options.scale, components=row["components"], out_dir=folder, formats=options.format,
-        spacing=options.spacing, smoothing=options.smoothing, min_size=options.min_size, voxel_size=voxel_size,
-        overwrite=True)
+    from bilayer.surfaces.files import measure_files
+
+    mesh = MeshOptions(spacing=options.spacing, smoothing=options.smoothing, min_size=options.min_size)
+    measure_files(row["segmentation"], folder, tomogram=row["tomogram"], components=row["components"],
+                  voxel_size=voxel_size, options=mesh, scale=options.scale,
+                  suffixes=tuple(f".{f}" for f in options.format), overwrite=True)
 
 
 def _summary(tomograms: TomogramList, rows: Sequence[dict[str, Path | None]], tables: Sequence[Path],

@@ -63,14 +63,14 @@ class MeshOptions:
             ``None``: the voxel size.
         smoothing: Taubin smoothing iterations (0: none).
         sigma: Gaussian smoothing of the band before its midsurface is found, in voxels.
-        min_size: membranes of fewer voxels are left out.
+        min_size: membranes of fewer voxels are left out (specks of noise).
         remesh: re-mesh to even edges of ``spacing`` (off: the marching-cubes triangles, smoothed).
     """
 
     spacing: float | None = None
     smoothing: int = 10
     sigma: float = 1.0
-    min_size: int = 0
+    min_size: int = 1000
     remesh: bool = True
 
     def __post_init__(self) -> None:
