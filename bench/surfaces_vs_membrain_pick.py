@@ -20,7 +20,8 @@ per membrane: the exact midsurface area where geometry gives it, Bilayer's and M
 MemBrain-pick meshes both faces of the band, so its area is about twice the membrane's.
 
     python bench/surfaces_vs_membrain_pick.py --quick                  # 128×256×256, 7 membranes
-    nice -n 5 python bench/surfaces_vs_membrain_pick.py --max-load 2.5  # 256×512×512, 20 membranes
+    nice -n 5 python bench/surfaces_vs_membrain_pick.py --max-load 3   # 256×512×512, 20 membranes
+    python bench/surfaces_vs_membrain_pick.py --report bench/results/<time>/results.json   # its tables again
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="before each child, wait (up to --max-wait minutes in all) until the 1-min load is below this")
     p.add_argument("--max-wait", type=float, default=20.0, help="minutes of waiting for --max-load, in all")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: bench/results/<time>)")
+    p.add_argument("--report", type=Path, default=None, metavar="RESULTS_JSON",
+                   help="only print the tables of a finished run's results.json")
     args = p.parse_args(argv)
     args.shape = tuple(args.shape or (QUICK_SHAPE if args.quick else DEFAULT_SHAPE))
     args.counts = QUICK_COUNTS if args.quick and args.shape == QUICK_SHAPE else FULL_COUNTS
@@ -87,6 +90,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.report:
+        report = json.loads(args.report.read_text())
+        report["membranes"] = membrane_rows(report)
+        print(format_header(report))
+        print(format_report(report))
+        return 0
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = (args.out or BENCH_DIR / "results" / stamp).resolve()
     out.mkdir(parents=True, exist_ok=True)
