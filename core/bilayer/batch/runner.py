@@ -268,12 +268,15 @@ def work_batch(prepared: PreparedBatch, predictor: Predictor, outputs: OutputOpt
 
     held = []
     try:
-        for index, planned in enumerate(plans):
+        for index in range(len(plans)):
+            planned = plans[index]
             outcome = take(planned, _next_free(run, plans[index + 1:], stale_after))
+            plans[index] = None  # type: ignore[call-overload]  # its memory map goes (its pages left RSS growing)
             if outcome.status == "held":
                 held.append(planned)  # taken once more at the end: its holder may have died meanwhile
             elif not tell(outcome):
                 return report
+            del planned
         for planned in held:
             if not tell(take(planned, None)):
                 return report
