@@ -223,15 +223,36 @@ def _colour_scale(values: np.ndarray):
 
 def _decimated(mesh: Mesh, value: str, max_faces: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices, faces, per-vertex ``value`` or NaN) of ``mesh`` with at most about ``max_faces`` faces:
-    gpytoolbox's shortest-edge collapse, each kept vertex keeping its own value."""
+    gpytoolbox's shortest-edge collapse, each kept vertex keeping its own value. The collapse does not
+    depend on the value, so it is done once per mesh for all of a run's pictures (:func:`_collapse`)."""
     vertices, faces = mesh.vertices, mesh.faces
     values = mesh.values.get(value, np.full(len(vertices), np.nan))
     if len(faces) > max_faces:
-        import gpytoolbox
-
-        fewer, kept_faces, _, kept = gpytoolbox.decimate(vertices, faces.astype(np.int32), num_faces=max_faces)
-        if len(kept_faces):
-            vertices, faces, values = fewer, kept_faces, values[kept]
+        collapsed = _collapse(vertices, faces, max_faces)
+        if collapsed is not None:
+            vertices, faces, kept = collapsed
+            values = values[kept]
         else:  # a non-manifold mesh, which the collapse returns empty: draw an even subset of its faces
             faces = faces[np.linspace(0, len(faces) - 1, max_faces).astype(np.int64)]
     return np.asarray(vertices, np.float64), np.asarray(faces, np.int64), np.asarray(values, np.float64)
+
+
+_COLLAPSED: dict[tuple[int, int], tuple[np.ndarray, tuple[np.ndarray, ...] | None]] = {}
+_COLLAPSED_KEPT = 64
+
+
+def _collapse(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, ...] | None:
+    """gpytoolbox's decimation of one mesh (None when it returns nothing), remembered by the identity of
+    the mesh's vertex array (held, so the identity stays its own) for the next picture of the same run."""
+    key = (id(vertices), max_faces)
+    held = _COLLAPSED.get(key)
+    if held is not None and held[0] is vertices:
+        return held[1]
+    import gpytoolbox
+
+    fewer, kept_faces, _, kept = gpytoolbox.decimate(vertices, faces.astype(np.int32), num_faces=max_faces)
+    result = (fewer, kept_faces, kept) if len(kept_faces) else None
+    if len(_COLLAPSED) >= _COLLAPSED_KEPT:
+        _COLLAPSED.pop(next(iter(_COLLAPSED)))
+    _COLLAPSED[key] = (vertices, result)
+    return result
