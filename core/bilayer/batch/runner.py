@@ -14,6 +14,10 @@ output folder) they are refused unless ``overwrite``, as before runs existed. A 
 work fails (a constant volume, a bug) gets a ``failed`` record with its one-line reason and the
 others go on; an :class:`~bilayer.errors.OutputError` (a full disk) stops the run without
 recording the tomogram, so the rerun takes it again.
+
+Above 350 lines: the checks, the loop, the per-tomogram claim and record, and reading a run back for
+``bilayer status`` share one contract; the reading part (``open_existing_run``, ``run_status``,
+``run_tomograms``) could move to its own module once the adapters' imports move with it.
 """
 
 from __future__ import annotations
