@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bilayer.batch.inputs import BatchInput
+from bilayer.batch.lock import folder_lock
 from bilayer.batch.runner import BatchReport, prepare_batch
 from bilayer.batch.workers import WorkerSpec, run_worker
 from bilayer.errors import ConfigError, OutputError
@@ -254,10 +255,11 @@ def _read_jobs(folder: Path) -> list[dict[str, Any]]:
 
 
 def _remember_job(folder: Path, job: dict[str, Any]) -> None:
-    jobs = [*_read_jobs(folder), job]
     try:
-        with atomic_open(folder / JOBS_FILE, overwrite=True) as f:
-            f.write(json.dumps({"jobs": jobs}, indent=2).encode())
+        with folder_lock(folder):  # two submissions at once must not drop each other's job
+            jobs = [*_read_jobs(folder), job]
+            with atomic_open(folder / JOBS_FILE, overwrite=True) as f:
+                f.write(json.dumps({"jobs": jobs}, indent=2).encode())
     except OSError as e:
         raise OutputError(f"cannot write {folder / JOBS_FILE}: {e}; job {job['job_id']} was submitted") from e
 

@@ -102,21 +102,22 @@ def measure_surfaces(segmentation: Any, tomogram: Any = None, *, components: Any
     """
     from bilayer.surfaces.measures import PROFILE_COLUMNS, measure_meshes, surface_table
 
-    if meshes is None:
-        meshes = mesh_membranes(segmentation, components=components, voxel_size=voxel_size, options=options,
-                                **values)
-    profiles: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    membrane_profiles: dict[int, dict[str, Any]] = {}
+    mask = _volume(segmentation, voxel_size, "segmentation")  # read once; the tomogram checked before any work
+    density = None
     if tomogram is not None:
-        from bilayer.surfaces.thickness import membrane_thickness
-
-        mask = _volume(segmentation, voxel_size, "segmentation")
         density = _volume(tomogram, voxel_size if voxel_size is not None else mask.voxel_size, "tomogram")
         if density.shape != mask.shape:
             raise InputFileError(f"the tomogram {density.path or ''} has shape {density.shape}, the segmentation "
                                  f"{mask.shape}; give the tomogram it was segmented from (or bring the mask onto "
                                  "its grid with bilayer preprocess match-mask)")
         density = Volume(density.data, density.voxel_size, mask.origin, density.path)  # the mask's frame
+    if meshes is None:
+        meshes = mesh_membranes(mask, components=components, options=options, **values)
+    profiles: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    membrane_profiles: dict[int, dict[str, Any]] = {}
+    if density is not None:
+        from bilayer.surfaces.thickness import membrane_thickness
+
         measured = []
         for mesh in meshes:
             result = membrane_thickness(mesh, density)
