@@ -44,6 +44,8 @@ def _mesh_options(command: Any) -> Any:
         click.option("--min-size", type=click.IntRange(min=0), default=defaults.min_size, show_default=True,
                      help="Leave out membranes of fewer voxels (specks of noise)."),
         click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=None, help=VOXEL_SIZE_HELP),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Processes working on membranes side by side. [default: one per CPU core, as memory allows]"),
         click.option("--overwrite", is_flag=True, help="Replace existing outputs."),
     ]
     for option in reversed(options):
@@ -56,10 +58,11 @@ def _mesh_options(command: Any) -> Any:
 @_mesh_options
 def mesh_command(segmentations: tuple[Path, ...], components: Path | None, out_dir: Path | None,
                  formats: tuple[str, ...], spacing: float | None, smoothing: int, min_size: int,
-                 voxel_size: float | None, overwrite: bool) -> None:
+                 voxel_size: float | None, workers: int | None, overwrite: bool) -> None:
     """Mesh every membrane of each SEGMENTATION: <stem>_membrane<label>.ply (or --format), one
     smooth, evenly spaced triangle mesh of the membrane's midsurface, in Å in the tomogram's frame
-    (it overlays the tomogram in ChimeraX, napari or Blender), closed for vesicles, open for sheets."""
+    (it overlays the tomogram in ChimeraX, napari or Blender), closed for vesicles, open for sheets;
+    and <stem>_meshes.json, their record, which lets bilayer measure --meshes measure them."""
     from bilayer.surfaces.api import load_membranes
     from bilayer.surfaces.extract import MeshOptions, membrane_meshes
     from bilayer.surfaces.files import write_meshes
@@ -69,9 +72,10 @@ def mesh_command(segmentations: tuple[Path, ...], components: Path | None, out_d
     _check_components(segmentations, components)
     for path in segmentations:
         membranes = load_membranes(path, components=components, voxel_size=voxel_size, min_size=min_size)
-        meshes = membrane_meshes(membranes.labels, membranes.voxel_size, membranes.origin, options)
+        meshes = membrane_meshes(membranes.labels, membranes.voxel_size, membranes.origin, options, workers=workers)
         written = write_meshes(path, meshes, _folder(path, out_dir), suffixes, overwrite=overwrite,
-                               protect=[components] if components is not None else [])
+                               protect=[components] if components is not None else [], options=options,
+                               components=components)
         closed, vertices = sum(m.closed for m in meshes), sum(m.vertex_count for m in meshes)
         click.echo(f"{path}: {len(meshes)} membrane(s) ({closed} closed), {vertices} vertices → {len(written)} "
                    f"file(s) in {_folder(path, out_dir)}")
@@ -84,10 +88,15 @@ def mesh_command(segmentations: tuple[Path, ...], components: Path | None, out_d
                    "thickness; without it thickness is left out.")
 @click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Å over which curvatures are estimated. [default: three vertex spacings]")
+@click.option("--meshes", "meshes_from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="A folder where bilayer mesh wrote these segmentations' meshes: they are measured as they are "
+                   "instead of meshed again (checked to be this segmentation's; the mesh options then do not apply).")
 @_mesh_options
-def measure_command(segmentations: tuple[Path, ...], tomograms: tuple[Path, ...], scale: float | None,
-                    components: Path | None, out_dir: Path | None, formats: tuple[str, ...], spacing: float | None,
-                    smoothing: int, min_size: int, voxel_size: float | None, overwrite: bool) -> None:
+@click.pass_context
+def measure_command(ctx: click.Context, segmentations: tuple[Path, ...], tomograms: tuple[Path, ...],
+                    scale: float | None, meshes_from: Path | None, components: Path | None, out_dir: Path | None,
+                    formats: tuple[str, ...], spacing: float | None, smoothing: int, min_size: int,
+                    voxel_size: float | None, workers: int | None, overwrite: bool) -> None:
     """Measure every membrane of each SEGMENTATION: <stem>_surfaces.csv (per membrane: area nm²,
     enclosed volume nm³ where closed, mean and Gaussian curvature, distance to the nearest other
     membrane, bilayer thickness with --tomogram), the meshes with those values per vertex
@@ -101,6 +110,12 @@ def measure_command(segmentations: tuple[Path, ...], tomograms: tuple[Path, ...]
         raise ConfigError(f"{len(tomograms)} --tomogram given for {len(segmentations)} segmentation(s); give one "
                           "per segmentation, in the same order, or none")
     _check_components(segmentations, components)
+    if meshes_from is not None:
+        given = [f"--{name.replace('_', '-')}" for name in ("spacing", "smoothing", "min_size")
+                 if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise ConfigError(f"{', '.join(given)} set how membranes are meshed, but --meshes measures the meshes "
+                              f"in {meshes_from} as they were made; leave {', '.join(given)} out, or mesh again")
     options = MeshOptions(spacing=spacing, smoothing=smoothing, min_size=min_size)
     suffixes = _suffixes(formats)
     for index, path in enumerate(segmentations):
@@ -108,7 +123,7 @@ def measure_command(segmentations: tuple[Path, ...], tomograms: tuple[Path, ...]
         folder = _folder(path, out_dir)
         surfaces, written = measure_files(path, folder, tomogram=tomogram, components=components,
                                           voxel_size=voxel_size, options=options, scale=scale, suffixes=suffixes,
-                                          overwrite=overwrite)
+                                          overwrite=overwrite, meshes_from=meshes_from, workers=workers)
         click.echo(f"{path}: {len(surfaces.meshes)} membrane(s) measured → {len(written)} file(s) in {folder}")
 
 

@@ -114,3 +114,19 @@ def test_bad_requests_and_existing_outputs(tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         mesh_png(path, [_sphere()], "mean_curvature")
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["h.png"]
+
+
+def test_a_big_mesh_is_drawn_from_a_coarser_copy_of_the_same_shape_and_values():
+    from bilayer.surfaces.plots import _decimated
+
+    big = _sphere(subdivisions=6)
+    big = big.with_values(nearest_distance=big.vertices[:, 2] / 10.0)  # a value that varies over the surface
+    vertices, faces, values = _decimated(big, "nearest_distance", 5_000)
+    assert 2_000 < len(faces) <= 6_500
+    centre = big.vertices.mean(axis=0)
+    radius = np.linalg.norm(big.vertices - centre, axis=1).mean()
+    cell = np.sqrt(2 * big.area() / 5_000)
+    assert np.abs(np.linalg.norm(vertices - centre, axis=1) - radius).max() < cell  # still the sphere
+    assert np.allclose(values, vertices[:, 2] / 10.0, atol=cell / 10.0)  # each value where its vertices were
+    same = _decimated(big, "nearest_distance", 100_000)  # within the budget: the mesh itself
+    assert len(same[1]) == len(big.faces)

@@ -67,12 +67,8 @@ class Prefetch:
 
 
 def _half_available() -> int:
-    """Half the memory available now (``MemAvailable``), or 1 GiB where that cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
-    except (OSError, ValueError, IndexError):
-        pass
-    return 1024**3
+    """Half the memory available now, or 1 GiB where that cannot be read."""
+    from bilayer.resources import available_memory
+
+    memory = available_memory()
+    return memory // 2 if memory is not None else 1024**3

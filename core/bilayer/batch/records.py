@@ -72,7 +72,6 @@ NOT_RECORDED = ("batch_size", "device")
 SUMMARY_COLUMNS = ("tomogram", "status", "seconds", "membrane_fraction", "outputs", "reason")
 _KEY_STEM = 60
 _KEY_HASH = 10
-_CHUNK = 1 << 20
 
 
 class RecordStatus(str, enum.Enum):
@@ -194,15 +193,13 @@ def model_id(path: str | os.PathLike | None = None) -> str:
         from bilayer.model.zoo import default_model_path
 
         path = default_model_path()
-    digest = hashlib.sha256()
+    from bilayer.io import file_sha256
+
     try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(_CHUNK), b""):
-                digest.update(chunk)
+        return file_sha256(path)
     except OSError as e:
         raise InputFileError(f"cannot read the model {path}: {e.strerror or e}; give a readable checkpoint "
                              "with --model") from e
-    return f"sha256:{digest.hexdigest()}"
 
 
 # --- the run record -------------------------------------------------------------------------------

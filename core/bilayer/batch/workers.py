@@ -33,6 +33,7 @@ from bilayer.batch.inputs import BatchInput
 from bilayer.batch.records import write_summary
 from bilayer.batch.runner import BatchReport, Outcome, prepare_batch, run_batch
 from bilayer.errors import BilayerError, ConfigError, OutputError
+from bilayer.resources import cpu_count
 
 __all__ = ["WorkerSpec", "cpu_count", "run_worker", "run_workers", "worker_devices"]
 
@@ -63,14 +64,6 @@ class WorkerSpec:
     stale_after: float = 300.0
     prefetch: bool = True
     name: str = "worker"
-
-
-def cpu_count() -> int:
-    """CPU cores this process may use (its affinity: what a container or a SLURM task allows)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def worker_devices(devices: str | None, workers: int | None, device: str = "auto") -> list[str]:

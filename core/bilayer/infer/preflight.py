@@ -27,6 +27,7 @@ from bilayer.infer.passes import temporary_bytes
 from bilayer.infer.uncertainty import smoothing_bytes
 from bilayer.io import Volume, check_output_path, file_identity, read_tomogram
 from bilayer.io.volume import PLAUSIBLE_VOXEL_SIZE, check_plausible_voxel_size
+from bilayer.resources import available_memory
 
 if TYPE_CHECKING:
     from bilayer.infer.predictor import Predictor, WindowPlan
@@ -148,27 +149,6 @@ def output_bytes(shape: Sequence[int], kinds: Sequence[str], extra_masks: int = 
     voxels = math.prod(shape)
     return sum(_PREVIEW_BYTES if kind == "preview" else 1024 + _BYTES_PER_VOXEL[kind] * voxels for kind in kinds) + \
         extra_masks * (1024 + _BYTES_PER_VOXEL["mask"] * voxels)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process can still take: the smaller of the machine's available memory
-    and the room left under a cgroup (container, SLURM job) limit; ``None`` where unknown."""
-    found = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-            found.append(int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return min(found) if found else None
 
 
 def plan_segmentation(sources: Sequence[str | os.PathLike], out_dirs: str | os.PathLike | Sequence[str | os.PathLike],

@@ -6,6 +6,7 @@ from bilayer.io.atomic import (
     check_output_path,
     ensure_output_dir,
     file_identity,
+    file_sha256,
     output_group,
 )
 from bilayer.io.mrc import MRC_SUFFIXES, read_header, read_tomogram, read_volume
@@ -27,6 +28,7 @@ __all__ = [
     "check_plausible_voxel_size",
     "ensure_output_dir",
     "file_identity",
+    "file_sha256",
     "open_volume_writer",
     "output_dtype",
     "output_group",

@@ -17,6 +17,7 @@ file, not a traceback.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 from contextlib import contextmanager
@@ -27,9 +28,11 @@ import numpy as np
 
 from bilayer.errors import OutputError
 
-__all__ = ["OutputGroup", "atomic_open", "check_output_path", "ensure_output_dir", "file_identity", "output_group"]
+__all__ = ["OutputGroup", "atomic_open", "check_output_path", "ensure_output_dir", "file_identity", "file_sha256",
+           "output_group"]
 
 _PROC_FD = Path("/proc/self/fd")
+_DIGEST_CHUNK = 8 * 2**20  # bytes read at a time by file_sha256
 #: Errors of a disk that cannot take more: full, over quota, or over the process's file size limit.
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -63,6 +66,20 @@ def file_identity(path: str | os.PathLike) -> Path:
         return path.resolve(strict=True)
     except OSError:
         return path.absolute()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """``sha256:<hex>`` of a file's bytes, read in chunks: what the file is, wherever it lies (a moved
+    or copied file keeps it, an edited one does not).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_DIGEST_CHUNK), b""):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def check_output_path(

@@ -29,6 +29,7 @@ OUTPUT_SUFFIXES: dict[str, str] = {
     "matched": "_matched.mrc",
     "deconvolved": "_deconv.mrc",
     "rescaled": "_rescaled.mrc",
+    "meshes": "_meshes.json",
     "surfaces": "_surfaces.csv",
     "surface_histograms": "_surface_histograms.png",
 }

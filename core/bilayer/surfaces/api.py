@@ -25,6 +25,8 @@ from bilayer.surfaces.mesh import Mesh
 
 __all__ = ["Membranes", "Surfaces", "load_membranes", "measure_surfaces", "mesh_membranes"]
 
+_MEASURE_BYTES_PER_VERTEX = 2000  # peak memory of measuring a membrane, per vertex (profiles, patches, operators)
+
 
 
 @dataclass(frozen=True)
@@ -81,26 +83,31 @@ def load_membranes(segmentation: Any, *, components: Any = None, voxel_size: flo
 
 
 def mesh_membranes(segmentation: Any, *, components: Any = None, voxel_size: float | None = None,
-                   options: MeshOptions | None = None, **values: Any) -> list[Mesh]:
+                   options: MeshOptions | None = None, workers: int | None = None, **values: Any) -> list[Mesh]:
     """One mesh per membrane of ``segmentation``, in Å in its frame (:mod:`bilayer.surfaces.extract`).
-    ``options`` or option values by name (``spacing``, ``smoothing``, ``sigma``, ``min_size``, ``remesh``)."""
+    ``options`` or option values by name (``spacing``, ``smoothing``, ``sigma``, ``min_size``, ``remesh``);
+    ``workers``: processes working on membranes side by side (``None``: one per core, as memory allows)."""
     options = _options(options, values)
     membranes = load_membranes(segmentation, components=components, voxel_size=voxel_size,
                                min_size=options.min_size)
-    return membrane_meshes(membranes.labels, membranes.voxel_size, membranes.origin, options)
+    return membrane_meshes(membranes.labels, membranes.voxel_size, membranes.origin, options, workers=workers)
 
 
 def measure_surfaces(segmentation: Any, tomogram: Any = None, *, components: Any = None,
                      voxel_size: float | None = None, meshes: list[Mesh] | None = None,
-                     options: MeshOptions | None = None, scale: float | None = None, **values: Any) -> Surfaces:
+                     options: MeshOptions | None = None, scale: float | None = None, workers: int | None = None,
+                     **values: Any) -> Surfaces:
     """Meshes (or the ``meshes`` given) of ``segmentation`` with their measures and table; bilayer
     thickness needs the ``tomogram`` the segmentation was made from (same grid). ``scale``: Å over
-    which curvatures are estimated (:func:`bilayer.surfaces.measures.measure_meshes`).
+    which curvatures are estimated (:func:`bilayer.surfaces.measures.measure_meshes`); ``workers``:
+    processes working on membranes side by side (``None``: one per core, as memory allows).
 
     Raises:
         InputFileError: the tomogram is on another grid than the segmentation.
     """
-    from bilayer.surfaces.measures import PROFILE_COLUMNS, measure_meshes, surface_table
+    from bilayer.surfaces.measures import PROFILE_COLUMNS, distance_values, surface_table
+    from bilayer.surfaces.parallel import map_membranes
+    from bilayer.surfaces.thickness import tomogram_box
 
     mask = _volume(segmentation, voxel_size, "segmentation")  # read once; the tomogram checked before any work
     density = None
@@ -112,24 +119,37 @@ def measure_surfaces(segmentation: Any, tomogram: Any = None, *, components: Any
                                  "its grid with bilayer preprocess match-mask)")
         density = Volume(density.data, density.voxel_size, mask.origin, density.path)  # the mask's frame
     if meshes is None:
-        meshes = mesh_membranes(mask, components=components, options=options, **values)
-    profiles: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    membrane_profiles: dict[int, dict[str, Any]] = {}
-    if density is not None:
-        from bilayer.surfaces.thickness import membrane_thickness
-
-        measured = []
-        for mesh in meshes:
-            result = membrane_thickness(mesh, density)
-            measured.append(mesh.with_values(**result.vertex_values()))
-            profiles[mesh.label] = (result.profile_positions, result.profile)
-            membrane_profiles[mesh.label] = dict(zip(PROFILE_COLUMNS, (
-                None if not result.membrane_resolved else result.membrane_thickness / 10.0,
-                bool(result.membrane_resolved), float(result.membrane_quality))))
-        meshes = measured
-    meshes = measure_meshes(meshes, scale=scale)
-    table = [{**row, **membrane_profiles.get(row["label"], {})} for row in surface_table(meshes)]
+        meshes = mesh_membranes(mask, components=components, options=options, workers=workers, **values)
+    # each worker gets its mesh and the part of the tomogram its profiles reach, not the whole tomogram
+    tasks = [(mesh, None if density is None else tomogram_box(mesh, density), scale) for mesh in meshes]
+    task_bytes = [_MEASURE_BYTES_PER_VERTEX * mesh.vertex_count + (0 if box is None else 3 * box.data.nbytes)
+                  for mesh, box, _ in tasks]
+    measured = map_membranes(_measure_membrane, tasks, workers=workers, task_bytes=task_bytes)
+    distances = distance_values(meshes)
+    meshes = [mesh.with_values(**found[0], **near) for mesh, found, near in zip(meshes, measured, distances)]
+    profiles = {mesh.label: found[1] for mesh, found in zip(meshes, measured) if found[1] is not None}
+    rows = {mesh.label: dict(zip(PROFILE_COLUMNS, found[2])) for mesh, found in zip(meshes, measured)
+            if found[2] is not None}
+    table = [{**row, **rows.get(row["label"], {})} for row in surface_table(meshes)]
     return Surfaces(meshes, table, profiles)
+
+
+def _measure_membrane(mesh: Mesh, box: Volume | None, scale: float | None) -> tuple[
+        dict[str, np.ndarray], tuple[np.ndarray, np.ndarray] | None, tuple[Any, ...] | None]:
+    """One membrane's own measures: its curvatures and, with the tomogram's ``box`` around it, its
+    thickness (per-vertex values, the mean profile, the table's profile columns)."""
+    from bilayer.surfaces.measures import curvature_values
+
+    values = curvature_values(mesh, scale)
+    if box is None:
+        return values, None, None
+    from bilayer.surfaces.thickness import membrane_thickness
+
+    result = membrane_thickness(mesh, box)
+    values.update(result.vertex_values())
+    row = (None if not result.membrane_resolved else result.membrane_thickness / 10.0,
+           bool(result.membrane_resolved), float(result.membrane_quality))
+    return values, (result.profile_positions, result.profile), row
 
 
 def _options(options: MeshOptions | None, values: dict[str, Any]) -> MeshOptions:

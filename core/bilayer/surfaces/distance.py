@@ -19,6 +19,7 @@ from scipy.sparse import coo_matrix, csr_matrix
 from scipy.spatial import cKDTree
 
 from bilayer import checks
+from bilayer.resources import cpu_count
 from bilayer.surfaces.mesh import Mesh
 
 __all__ = ["NearestMembrane", "nearest_membrane_distances"]
@@ -90,7 +91,7 @@ def _to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, can
 
     tree = cKDTree(vertices[candidates], balanced_tree=False, compact_nodes=False)  # far queries: 5× faster
     k = min(_NEAREST_VERTICES, candidates.size)
-    _, nearest = tree.query(points, k=k, distance_upper_bound=reach)
+    _, nearest = tree.query(points, k=k, distance_upper_bound=reach, workers=cpu_count())  # threads: no GIL held
     nearest = nearest.reshape(len(points), k)
     valid = nearest < candidates.size
     rows = np.repeat(np.arange(len(points)), k)[valid.ravel()]

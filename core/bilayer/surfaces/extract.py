@@ -45,12 +45,14 @@ __all__ = ["MeshOptions", "membrane_meshes", "midsurface"]
 
 _FULL = np.ones((3, 3, 3), dtype=bool)
 _TENSOR_SIGMA = 1.5  # voxels: the structure tensor's integration scale
-_REMESH_ROUNDS = 3  # split/collapse/flip/relax rounds: edges within 15 % of the spacing (10 rounds: 2x slower, 10 %)
+_REMESH_ROUNDS = 2  # split/collapse/flip/relax rounds at the voxel spacing: 5-95 % of edges within 0.77-1.05 of it
+# (3 rounds: the same, 25 % slower); one more for every doubling of the spacing (a round halves an edge count at most)
 _MIN_FACES = 8  # pieces of fewer faces are marching-cubes crumbs at junctions
 _AGREE = 0.5  # |cos| between a face's normal and the band's across-direction, at least (60°)
 _THIN = 0.2  # the fraction of a band one erosion leaves, under which it is meshed on a grid twice as fine
 _PLANARITY = 2.0  # the across axis must dominate the structure tensor this much (not at a rim's corner)
 _CHORD_STEPS = 10  # voxels: how far a chord through the band is followed (membranes are 2-8 voxels thick)
+_MESH_BYTES_PER_VOXEL = 60  # peak memory of meshing a membrane, per voxel of its crop (measured: ~45)
 
 
 @dataclass(frozen=True)
@@ -83,15 +85,18 @@ class MeshOptions:
 
 def membrane_meshes(labels: np.ndarray, voxel_size: float | tuple[float, float, float],
                     origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                    options: MeshOptions | None = None) -> list[Mesh]:
+                    options: MeshOptions | None = None, *, workers: int | None = None) -> list[Mesh]:
     """One mesh per membrane of ``labels`` (0: background; each other value one membrane), in Å in
     the tomogram's frame (see :mod:`bilayer.surfaces.mesh`), in label order. A binary mask counts as
     one membrane: label its connected components first
-    (:func:`bilayer.postprocess.connected_components`) to get one mesh each.
+    (:func:`bilayer.postprocess.connected_components`) to get one mesh each. ``workers``: processes
+    meshing membranes side by side (``None``: one per core, as memory allows; 1: this process).
 
     Raises:
         ConfigError: ``labels`` is not 3-D integer data, or the voxels are not cubic.
     """
+    from bilayer.surfaces.parallel import map_membranes
+
     options = options or MeshOptions()
     labels = np.asarray(labels)
     if labels.ndim != 3:
@@ -103,7 +108,7 @@ def membrane_meshes(labels: np.ndarray, voxel_size: float | tuple[float, float, 
     size = _cubic(voxel_size)
     spacing = options.spacing if options.spacing is not None else size
     margin = 3 + math.ceil(3 * max(options.sigma, _TENSOR_SIGMA))  # in the mask's voxels, also when refined
-    meshes = []
+    tasks, task_bytes = [], []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
@@ -112,19 +117,27 @@ def membrane_meshes(labels: np.ndarray, voxel_size: float | tuple[float, float, 
         if options.min_size and int(band.sum()) < options.min_size:
             continue
         factor = 2 if _is_thin(band) else 1  # a band 1-2 voxels thick: mesh it on a grid twice as fine
-        if factor > 1:
-            band = band.repeat(factor, 0).repeat(factor, 1).repeat(factor, 2)
-        found = midsurface(band, options.sigma * factor, tensor_sigma=_TENSOR_SIGMA * factor)
-        if found is None:
-            continue
-        zyx, faces = found
-        zyx = zyx / factor - (factor - 1) / (2 * factor)  # fine voxel j's centre is coarse j/2 − 1/4
-        start = np.array([s.start for s in crop], dtype=np.float64)
-        vertices = voxel_to_world(zyx + start, (size,) * 3, origin)
-        mesh = _finish(vertices, faces, spacing, options)
-        if mesh is not None:
-            meshes.append(Mesh(mesh[0], mesh[1], label=index, closed=mesh[2]))
-    return meshes
+        tasks.append((index, band, factor, tuple(s.start for s in crop), size, tuple(origin), spacing, options))
+        task_bytes.append(_MESH_BYTES_PER_VOXEL * band.size * factor**3)
+    meshes = map_membranes(_mesh_membrane, tasks, workers=workers, task_bytes=task_bytes)
+    return [mesh for mesh in meshes if mesh is not None]
+
+
+def _mesh_membrane(index: int, band: np.ndarray, factor: int, start: tuple[int, int, int], size: float,
+                   origin: tuple[float, float, float], spacing: float, options: MeshOptions) -> Mesh | None:
+    """The mesh of one membrane from its band (its crop of the labels, starting at voxel ``start``),
+    on a grid ``factor`` times finer than the mask's."""
+    if factor > 1:
+        band = band.repeat(factor, 0).repeat(factor, 1).repeat(factor, 2)
+    found = midsurface(band, options.sigma * factor, tensor_sigma=_TENSOR_SIGMA * factor)
+    if found is None:
+        return None
+    zyx, faces = found
+    zyx = zyx / factor - (factor - 1) / (2 * factor)  # fine voxel j's centre is coarse j/2 − 1/4
+    vertices = voxel_to_world(zyx + np.asarray(start, dtype=np.float64), (size,) * 3, origin)
+    rounds = _REMESH_ROUNDS + math.ceil(math.log2(max(spacing / size, 1.0)))
+    mesh = _finish(vertices, faces, spacing, options, rounds)
+    return None if mesh is None else Mesh(mesh[0], mesh[1], label=index, closed=mesh[2])
 
 
 def midsurface(band: np.ndarray, sigma: float = 1.0,
@@ -255,19 +268,19 @@ def _consistent_signs(points: np.ndarray, shape: tuple[int, ...], directions: np
     return sign.astype(np.float32)
 
 
-def _finish(vertices: np.ndarray, faces: np.ndarray, spacing: float,
-            options: MeshOptions) -> tuple[np.ndarray, np.ndarray, bool] | None:
-    """Drop crumbs, smooth, re-mesh and orient one membrane's surface; ``None`` if nothing is left."""
+def _finish(vertices: np.ndarray, faces: np.ndarray, spacing: float, options: MeshOptions,
+            rounds: int = _REMESH_ROUNDS) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """Drop crumbs, smooth, re-mesh (``rounds`` rounds) and orient one membrane's surface; ``None``
+    if nothing is left."""
     import trimesh
 
-    mesh = trimesh.Trimesh(vertices, faces, process=True)
-    pieces = [p for p in mesh.split(only_watertight=False) if len(p.faces) >= _MIN_FACES]
-    if not pieces:
+    vertices, faces = _without_crumbs(vertices, faces)
+    if not len(faces):
         return None
-    mesh = trimesh.util.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+    mesh = trimesh.Trimesh(vertices, faces, process=False)  # marching cubes' vertices are already unique
     if options.smoothing:  # the boundary stays put: a sheet cut by the volume's faces keeps its extent
         trimesh.smoothing.filter_taubin(mesh, iterations=options.smoothing,
-                                        laplacian_operator=_pinned_laplacian(mesh.edges_sorted, len(mesh.vertices)))
+                                        laplacian_operator=_pinned_laplacian(faces, len(vertices)))
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
     if options.remesh:
         import gpytoolbox
@@ -275,19 +288,36 @@ def _finish(vertices: np.ndarray, faces: np.ndarray, spacing: float,
         with warnings.catch_warnings():  # a mesh all rim (a tiny patch) is left as it is, which is right
             warnings.filterwarnings("ignore", message=".*remesh_botsch will be a no-op")
             vertices, faces = gpytoolbox.remesh_botsch(vertices.astype(np.float64), faces.astype(np.int32),
-                                                       i=_REMESH_ROUNDS, h=float(spacing), project=True)
-        mesh = trimesh.Trimesh(vertices, faces, process=True)
+                                                       i=rounds, h=float(spacing), project=True)
+        mesh = trimesh.Trimesh(vertices, faces, process=False)
     closed = bool(mesh.is_watertight)
     if closed and mesh.volume < 0:
         mesh.invert()  # outward normals
     return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64), closed
 
 
-def _pinned_laplacian(edges: np.ndarray, count: int) -> csr_matrix:
+def _without_crumbs(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pieces of at least ``_MIN_FACES`` faces (pieces: faces connected through shared vertices),
+    their unused vertices dropped."""
+    count = len(vertices)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(count, count))
+    _, piece = connected_components(graph, directed=False)
+    sizes = np.bincount(piece[faces[:, 0]], minlength=piece.max() + 1)
+    faces = faces[sizes[piece[faces[:, 0]]] >= _MIN_FACES]
+    used = np.zeros(count, dtype=bool)
+    used[faces.ravel()] = True
+    remap = np.cumsum(used) - 1
+    return vertices[used], remap[faces]
+
+
+def _pinned_laplacian(faces: np.ndarray, count: int) -> csr_matrix:
     """The umbrella operator (each vertex → the mean of its neighbours) as a sparse matrix, with the
     rim's vertices (on an edge of one face) mapped to themselves, so smoothing leaves them in place.
     (trimesh's own pinned operator normalises through a dense matrix: n² memory.)"""
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1).astype(np.int64)
+    keys, counts = np.unique(edges[:, 0] * count + edges[:, 1], return_counts=True)
+    unique = np.stack([keys // count, keys % count], axis=1)
     rim = np.unique(unique[counts == 1])
     row = np.concatenate([unique[:, 0], unique[:, 1]])
     col = np.concatenate([unique[:, 1], unique[:, 0]])

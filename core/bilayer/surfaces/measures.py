@@ -18,7 +18,8 @@ from bilayer.surfaces.curvature import vertex_curvatures
 from bilayer.surfaces.distance import nearest_membrane_distances
 from bilayer.surfaces.mesh import Mesh
 
-__all__ = ["MEASURED_VALUES", "PROFILE_COLUMNS", "SURFACE_COLUMNS", "measure_meshes", "surface_table"]
+__all__ = ["MEASURED_VALUES", "PROFILE_COLUMNS", "SURFACE_COLUMNS", "curvature_values", "distance_values", "measure_meshes",
+           "surface_table"]
 
 _NM = 10.0  # Å per nm
 
@@ -49,17 +50,20 @@ def measure_meshes(meshes: list[Mesh], scale: float | None = None,
             ``None``: three edge lengths).
         max_distance: Å; membranes farther than this are not searched for (NaN).
     """
-    nearest = nearest_membrane_distances(meshes, max_distance)
-    measured = []
-    for mesh, near in zip(meshes, nearest):
-        mean, gaussian = vertex_curvatures(mesh, scale)
-        measured.append(mesh.with_values(
-            mean_curvature=mean * _NM,
-            gaussian_curvature=gaussian * _NM**2,
-            nearest_distance=near.distance / _NM,
-            nearest_label=np.where(near.label > 0, near.label, np.nan),
-        ))
-    return measured
+    distances = distance_values(meshes, max_distance)
+    return [mesh.with_values(**curvature_values(mesh, scale), **near) for mesh, near in zip(meshes, distances)]
+
+
+def curvature_values(mesh: Mesh, scale: float | None = None) -> dict[str, np.ndarray]:
+    """``mean_curvature`` (1/nm) and ``gaussian_curvature`` (1/nm²) of one mesh, as :attr:`Mesh.values`."""
+    mean, gaussian = vertex_curvatures(mesh, scale)
+    return {"mean_curvature": mean * _NM, "gaussian_curvature": gaussian * _NM**2}
+
+
+def distance_values(meshes: list[Mesh], max_distance: float | None = None) -> list[dict[str, np.ndarray]]:
+    """``nearest_distance`` (nm) and ``nearest_label`` (NaN where none) of every mesh, as :attr:`Mesh.values`."""
+    return [{"nearest_distance": near.distance / _NM, "nearest_label": np.where(near.label > 0, near.label, np.nan)}
+            for near in nearest_membrane_distances(meshes, max_distance)]
 
 
 def surface_table(meshes: list[Mesh], scale: float | None = None,

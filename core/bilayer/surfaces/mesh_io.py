@@ -197,6 +197,6 @@ def _read_values(tm: Any, suffix: str) -> dict[str, np.ndarray]:
 
 def _is_closed(faces: np.ndarray) -> bool:
     """Whether every edge is shared by exactly two faces (no boundary)."""
-    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    _, counts = np.unique(edges, axis=0, return_counts=True)
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1).astype(np.int64)
+    _, counts = np.unique(edges[:, 0] * (int(faces.max(initial=0)) + 1) + edges[:, 1], return_counts=True)
     return bool(len(counts)) and bool((counts == 2).all())

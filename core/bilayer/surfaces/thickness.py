@@ -48,8 +48,9 @@ from bilayer import checks
 from bilayer.io.volume import Volume
 from bilayer.surfaces.mesh import Mesh, world_to_voxel
 
-__all__ = ["ThicknessResult", "membrane_thickness"]
+__all__ = ["HALF_WIDTH", "ThicknessResult", "membrane_thickness", "tomogram_box"]
 
+HALF_WIDTH = 80.0  # Å: how far a profile reaches on each side of the surface, by default
 _CHUNK = 20000  # vertices sampled at a time (bounds the coordinate arrays to tens of MB)
 _NORMAL_AGREEMENT = 0.5  # cos 60°: profiles of a patch come from one side of a fold
 _NEAREST = 4  # centres considered for a vertex (the nearest with an agreeing normal wins)
@@ -96,7 +97,7 @@ class ThicknessResult:
                 "thickness_resolved": self.resolved.astype(np.float64)}
 
 
-def membrane_thickness(mesh: Mesh, tomogram: Volume, *, half_width: float = 80.0, step: float | None = None,
+def membrane_thickness(mesh: Mesh, tomogram: Volume, *, half_width: float = HALF_WIDTH, step: float | None = None,
                        neighbourhood: float | None = None, dense_dark: bool = True, significance: float = 0.01,
                        min_contrast: float = 4.0) -> ThicknessResult:
     """The bilayer thickness of ``mesh`` (a membrane's midsurface) read from ``tomogram``.
@@ -121,8 +122,8 @@ def membrane_thickness(mesh: Mesh, tomogram: Volume, *, half_width: float = 80.0
         ConfigError: an option is out of range.
     """
     voxel = float(min(tomogram.voxel_size))
-    half_width = checks.number("half_width", half_width, 2 * voxel, open_low=True)
-    step = voxel / 2 if step is None else checks.number("step", step, 0.0, half_width / 4, open_low=True)
+    positions = _positions(half_width, step, voxel)
+    step = float(positions[1] - positions[0])
     if neighbourhood is None:
         neighbourhood = max(_NEIGHBOURHOOD, 5 * voxel)
     neighbourhood = checks.number("neighbourhood", neighbourhood, 5 * voxel)
@@ -130,7 +131,6 @@ def membrane_thickness(mesh: Mesh, tomogram: Volume, *, half_width: float = 80.0
     significance = checks.number("significance", significance, 0.0, 1.0, open_low=True)
     min_contrast = checks.number("min_contrast", min_contrast, 0.0)
 
-    positions = np.arange(-round(half_width / step), round(half_width / step) + 1) * step
     normals = mesh.vertex_normals()
     profiles = _sample_profiles(mesh.vertices, normals, positions, tomogram)
     if not dense_dark:
@@ -152,6 +152,36 @@ def membrane_thickness(mesh: Mesh, tomogram: Volume, *, half_width: float = 80.0
     )
 
 
+def tomogram_box(mesh: Mesh, tomogram: Volume, *, half_width: float = HALF_WIDTH,
+                 step: float | None = None) -> Volume:
+    """The part of ``tomogram`` that :func:`membrane_thickness` reads for ``mesh`` (same options), as
+    a Volume in the same frame: what to hand a worker process instead of the whole tomogram. The
+    thickness measured in it is the thickness measured in the whole tomogram."""
+    positions = _positions(half_width, step, float(min(tomogram.voxel_size)))
+    start, stop = _box(mesh.vertices, float(np.abs(positions).max()), tomogram)
+    box = np.asarray(tomogram.data[tuple(slice(a, b) for a, b in zip(start, stop))])
+    origin = tuple(np.asarray(tomogram.origin) + start * np.asarray(tomogram.voxel_size))
+    return Volume(box, tomogram.voxel_size, origin, tomogram.path)
+
+
+def _positions(half_width: float, step: float | None, voxel: float) -> np.ndarray:
+    """Sample positions along the normal, Å: ``step`` apart (``None``: half a voxel) within ±``half_width``."""
+    half_width = checks.number("half_width", half_width, 2 * voxel, open_low=True)
+    step = voxel / 2 if step is None else checks.number("step", step, 0.0, half_width / 4, open_low=True)
+    return np.arange(-round(half_width / step), round(half_width / step) + 1) * step
+
+
+def _box(vertices: np.ndarray, reach: float, tomogram: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop voxel (z, y, x) of the box holding every sample within ``reach`` Å of ``vertices``."""
+    if not len(vertices):
+        return np.zeros(3, dtype=int), np.zeros(3, dtype=int)
+    low = world_to_voxel(vertices.min(axis=0) - reach, tomogram.voxel_size, tomogram.origin)
+    high = world_to_voxel(vertices.max(axis=0) + reach, tomogram.voxel_size, tomogram.origin)
+    start = np.clip(np.floor(np.minimum(low, high)).astype(int) - 1, 0, tomogram.shape)
+    stop = np.clip(np.ceil(np.maximum(low, high)).astype(int) + 2, 0, tomogram.shape)
+    return start, np.maximum(stop, start)
+
+
 def _sample_profiles(vertices: np.ndarray, normals: np.ndarray, positions: np.ndarray,
                      tomogram: Volume) -> np.ndarray:
     """``(n, s)`` float32 tomogram values along each normal, standardised; NaN outside the volume."""
@@ -159,11 +189,7 @@ def _sample_profiles(vertices: np.ndarray, normals: np.ndarray, positions: np.nd
     out = np.full((n, s), np.nan, dtype=np.float32)
     if n == 0:
         return out
-    reach = np.abs(positions).max()
-    low = world_to_voxel(vertices.min(axis=0) - reach, tomogram.voxel_size, tomogram.origin)
-    high = world_to_voxel(vertices.max(axis=0) + reach, tomogram.voxel_size, tomogram.origin)
-    start = np.clip(np.floor(np.minimum(low, high)).astype(int) - 1, 0, tomogram.shape)
-    stop = np.clip(np.ceil(np.maximum(low, high)).astype(int) + 2, 0, tomogram.shape)
+    start, stop = _box(vertices, float(np.abs(positions).max()), tomogram)
     if np.any(stop - start < 2):
         return out
     box = np.asarray(tomogram.data[tuple(slice(a, b) for a, b in zip(start, stop))])

@@ -1,0 +1,68 @@
+"""Membranes worked on side by side: one process per CPU core, as many as memory allows.
+
+Meshing a membrane and measuring it are independent of the other membranes, and most of the work
+is NumPy, SciPy and C++ code that holds the interpreter lock, so :func:`map_membranes` runs them in
+worker processes (``spawn``: fresh interpreters, no threads or GPU state inherited; ``fork`` could
+deadlock in a process that runs threads, a notebook with torch loaded for one). Each task carries
+only its own crop of the volume, so a worker's memory is that of its membrane. The largest tasks
+start first, so the two big sheets of a tomogram do not end up one after the other at the end.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+from bilayer import checks
+
+__all__ = ["map_membranes", "plan_workers"]
+
+T = TypeVar("T")
+_MEMORY_SHARE = 0.7  # of the available memory, for the tasks running at once
+_MIN_PARALLEL_BYTES = 200 * 2**20  # less work than this (tasks' peak memory, summed) stays in this process:
+# starting a worker costs about a second, meshing this much about five
+
+
+def plan_workers(workers: int | None, task_bytes: Sequence[int]) -> int:
+    """How many processes to run ``task_bytes`` (each task's peak memory) with: ``workers``
+    (``None``: every core this process may use, or one for little work), no more than there are
+    tasks, and only as many as fit in memory with the largest tasks running together."""
+    from bilayer.resources import available_memory, cpu_count
+
+    if workers is None:
+        wanted = cpu_count() if sum(task_bytes) >= _MIN_PARALLEL_BYTES else 1
+    else:
+        wanted = int(checks.number("workers", workers, 1, integer=True))
+    count = max(1, min(wanted, len(task_bytes)))
+    memory = available_memory()
+    if memory is not None:
+        largest = sorted(task_bytes, reverse=True)
+        while count > 1 and sum(largest[:count]) > _MEMORY_SHARE * memory:
+            count -= 1
+    return count
+
+
+def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], *, workers: int | None = None,
+                  task_bytes: Sequence[int] | None = None) -> list[T]:
+    """``[function(*task) for task in tasks]``, computed by :func:`plan_workers` processes (in this
+    process when that is one). ``function`` must be importable (a module-level function) and the
+    tasks picklable; ``task_bytes`` (each task's peak memory, default equal) orders the work largest
+    first and bounds how many run at once. An exception in a task is raised here, the others cancelled."""
+    sizes = list(task_bytes) if task_bytes is not None else [1] * len(tasks)
+    count = plan_workers(workers, sizes)
+    if count <= 1:
+        return [function(*task) for task in tasks]
+    order = sorted(range(len(tasks)), key=lambda k: -sizes[k])
+    results: list[Any] = [None] * len(tasks)
+    with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {k: pool.submit(function, *tasks[k]) for k in order}
+        try:
+            for k in order:
+                results[k] = futures[k].result()
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
+    return results

@@ -1,0 +1,65 @@
+"""bilayer.surfaces.parallel: membranes worked on in spawned processes give what one process gives,
+in the tasks' order; failures come back; memory and the amount of work bound the processes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from bilayer.errors import ConfigError
+from bilayer.surfaces import parallel
+from bilayer.surfaces.extract import MeshOptions, membrane_meshes
+
+
+def _pid_and_square(value: int) -> tuple[int, int]:
+    return os.getpid(), value * value
+
+
+def _fails(value: int) -> int:
+    if value == 3:
+        raise ValueError(f"task {value} failed")
+    return value
+
+
+def test_tasks_come_back_in_order_from_other_processes():
+    found = parallel.map_membranes(_pid_and_square, [(k,) for k in range(6)], workers=2,
+                                   task_bytes=[1, 50, 2, 40, 3, 30])  # largest first, results in task order
+    assert [square for _, square in found] == [k * k for k in range(6)]
+    assert os.getpid() not in {pid for pid, _ in found}
+
+
+def test_one_worker_or_little_work_stays_in_this_process(monkeypatch):
+    assert {pid for pid, _ in parallel.map_membranes(_pid_and_square, [(1,), (2,)], workers=1)} == {os.getpid()}
+    monkeypatch.setattr("bilayer.resources.cpu_count", lambda: 8)
+    assert parallel.plan_workers(None, [1000, 1000]) == 1  # too little work to start a process for
+    assert parallel.plan_workers(None, [300 * 2**20] * 3) == 3  # no more than the tasks
+    assert parallel.plan_workers(2, [1, 1, 1]) == 2
+
+
+def test_memory_bounds_how_many_run_at_once(monkeypatch):
+    monkeypatch.setattr("bilayer.resources.cpu_count", lambda: 8)
+    monkeypatch.setattr("bilayer.resources.available_memory", lambda: 10 * 2**30)
+    big = [3 * 2**30] * 6  # 3 GiB each: two fit in 70 % of 10 GiB, three do not
+    assert parallel.plan_workers(None, big) == 2
+    assert parallel.plan_workers(8, big) == 2
+    assert parallel.plan_workers(8, [20 * 2**30]) == 1  # one too large still runs, alone
+    with pytest.raises(ConfigError, match="workers"):
+        parallel.plan_workers(0, big)
+
+
+def test_a_failed_task_is_raised_here():
+    with pytest.raises(ValueError, match="task 3 failed"):
+        parallel.map_membranes(_fails, [(k,) for k in range(5)], workers=2)
+
+
+def test_meshes_made_by_two_processes_are_those_made_by_one():
+    labels = np.zeros((48, 48, 48), dtype=np.uint8)
+    z, y, x = np.indices(labels.shape)
+    labels[np.abs(np.sqrt((z - 24) ** 2 + (y - 24) ** 2 + (x - 24) ** 2) - 14) <= 1.5] = 1  # a vesicle
+    labels[8:11, 4:44, 4:44] = 2  # a sheet
+    one = membrane_meshes(labels, 10.0, options=MeshOptions(), workers=1)
+    two = membrane_meshes(labels, 10.0, options=MeshOptions(), workers=2)
+    assert [m.label for m in two] == [m.label for m in one] == [1, 2]
+    for a, b in zip(one, two):
+        assert a.closed == b.closed and np.array_equal(a.faces, b.faces) and np.array_equal(a.vertices, b.vertices)
