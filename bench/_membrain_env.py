@@ -50,7 +50,12 @@ _CHECK = (
 )
 #: Runs and measures a command: ``python -I -S -c _GUARD LIMIT REPORT CMD...``. It sets an address-space
 #: limit of LIMIT bytes (0: none), forks CMD (looked up on PATH), and writes CMD's exit status (negative:
-#: killed by that signal), wall time and ``wait4`` rusage to the JSON file REPORT.
+#: killed by that signal), wall time, ``wait4`` rusage and the peak memory of CMD and all its
+#: descendants together, sampled every 50 ms, to the JSON file REPORT: the memory of a command that
+#: works in several processes at once. Each process's private memory (resident minus file-backed pages,
+#: from ``/proc/PID/statm``) is summed and the largest file-backed share (the libraries, mapped by every
+#: process) added once: close to the summed PSS, which ``smaps_rollup`` gives only by walking every page
+#: table, too slow to sample while the command runs on the same cores.
 _GUARD = """
 import json, os, resource, sys, time
 limit, report, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
@@ -58,6 +63,34 @@ if limit:
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+page = os.sysconf('SC_PAGE_SIZE') / 2**20
+
+def tree_memory(root):
+    parents = {}
+    for name in os.listdir('/proc'):
+        if name.isdigit():
+            try:
+                with open(f'/proc/{name}/stat') as f:
+                    parents[int(name)] = int(f.read().rsplit(')', 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    tree, todo = set(), [root]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += [c for c, q in parents.items() if q == p and c not in tree]
+    private, shared = 0, 0
+    for p in tree:
+        try:
+            with open(f'/proc/{p}/statm') as f:
+                resident, files = (int(x) for x in f.read().split()[1:3])
+        except (OSError, ValueError):
+            continue
+        private += resident - files
+        shared = max(shared, files)
+    return (private + shared) * page
+
 started = time.perf_counter()
 pid = os.fork()
 if pid == 0:
@@ -66,15 +99,20 @@ if pid == 0:
     except OSError as e:
         os.write(2, f"cannot run {argv[0]}: {e}\\n".encode())
     os._exit(127)
-_, status, usage = os.wait4(pid, 0)
+peak_tree = 0.0
+while True:
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
+    peak_tree = max(peak_tree, tree_memory(pid))
+    time.sleep(0.05)
 wall = time.perf_counter() - started
 code = os.waitstatus_to_exitcode(status)
 with open(report, "w") as f:
     json.dump({"returncode": code, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
-               "user_s": usage.ru_utime, "system_s": usage.ru_stime}, f)
+               "user_s": usage.ru_utime, "system_s": usage.ru_stime, "peak_tree_mb": peak_tree}, f)
 sys.exit(code if code >= 0 else 128 - code)
 """
-
 
 class BenchError(RuntimeError):
     """A benchmark step failed; the message says which, where its log is, and what to do."""
@@ -95,6 +133,9 @@ class Measured:
         log: the file holding its stdout and stderr.
         load_before: 1-, 5- and 15-minute load averages when it started (other work on the CPU).
         load_after: the same when it ended.
+        peak_tree_mb: peak memory of the child and all its descendants (worker processes) together,
+            MiB: private memory summed, shared libraries once (see :data:`_GUARD`); sampled every 50 ms,
+            so a peak shorter than that can be missed; NaN in older results.
     """
 
     argv: list[str]
@@ -106,6 +147,7 @@ class Measured:
     log: str
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
+    peak_tree_mb: float = math.nan
 
     def to_dict(self) -> dict:
         """Plain JSON-able values."""
@@ -179,7 +221,7 @@ def run_measured(
     else:  # the guard failed before it could report: the exit status, and no figures
         figures = {
             "returncode": guard_status or 1,
-            **dict.fromkeys(("wall_s", "peak_rss_mb", "user_s", "system_s"), math.nan),
+            **dict.fromkeys(("wall_s", "peak_rss_mb", "user_s", "system_s", "peak_tree_mb"), math.nan),
         }
     if echo:
         sys.stderr.write(Path(log).read_text(errors="replace"))

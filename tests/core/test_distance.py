@@ -106,3 +106,17 @@ def test_farther_than_max_distance_is_not_searched_and_a_bad_bound_is_refused():
     assert np.isnan(bounded.distance[~within]).all() and (bounded.label[~within] == 0).all()
     with pytest.raises(ConfigError, match="max_distance"):
         nearest_membrane_distances(meshes, max_distance=0)
+
+
+def test_a_mesh_without_faces_is_measured_but_never_nearest():
+    y, x = np.mgrid[0:11, 0:11] * 10.0
+    grid = np.column_stack([x.ravel(), y.ravel()])
+    index = np.arange(121).reshape(11, 11)
+    a, b, c, d = index[:-1, :-1].ravel(), index[:-1, 1:].ravel(), index[1:, :-1].ravel(), index[1:, 1:].ravel()
+    faces = np.concatenate([np.column_stack([a, b, d]), np.column_stack([a, d, c])])
+    low = Mesh(np.column_stack([grid, np.zeros(121)]), faces, label=1)
+    high = Mesh(np.column_stack([grid, np.full(121, 60.0)]), faces, label=2)
+    points = Mesh(np.array([[50.0, 50.0, 20.0], [50.0, 50.0, 50.0]]), np.empty((0, 3), dtype=np.int64), label=3)
+    near = nearest_membrane_distances([low, points, high])
+    assert np.allclose(near[0].distance, 60.0) and set(near[0].label) == {2}  # the points are not a surface
+    assert np.allclose(near[1].distance, [20.0, 10.0]) and list(near[1].label) == [1, 2]

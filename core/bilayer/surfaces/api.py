@@ -105,7 +105,8 @@ def measure_surfaces(segmentation: Any, tomogram: Any = None, *, components: Any
     Raises:
         InputFileError: the tomogram is on another grid than the segmentation.
     """
-    from bilayer.surfaces.measures import PROFILE_COLUMNS, distance_values, surface_table
+    from bilayer.surfaces.distance import MembraneScene
+    from bilayer.surfaces.measures import PROFILE_COLUMNS, surface_table
     from bilayer.surfaces.parallel import map_membranes
     from bilayer.surfaces.thickness import tomogram_box
 
@@ -120,13 +121,15 @@ def measure_surfaces(segmentation: Any, tomogram: Any = None, *, components: Any
         density = Volume(density.data, density.voxel_size, mask.origin, density.path)  # the mask's frame
     if meshes is None:
         meshes = mesh_membranes(mask, components=components, options=options, workers=workers, **values)
-    # each worker gets its mesh and the part of the tomogram its profiles reach, not the whole tomogram
-    tasks = [(mesh, None if density is None else tomogram_box(mesh, density), scale) for mesh in meshes]
+    # each worker gets its mesh, the part of the tomogram its profiles reach (not the whole tomogram)
+    # and, once, every membrane's surface for the distances
+    tasks = [(index, mesh, None if density is None else tomogram_box(mesh, density), scale)
+             for index, mesh in enumerate(meshes)]
     task_bytes = [_MEASURE_BYTES_PER_VERTEX * mesh.vertex_count + (0 if box is None else 3 * box.data.nbytes)
-                  for mesh, box, _ in tasks]
-    measured = map_membranes(_measure_membrane, tasks, workers=workers, task_bytes=task_bytes)
-    distances = distance_values(meshes)
-    meshes = [mesh.with_values(**found[0], **near) for mesh, found, near in zip(meshes, measured, distances)]
+                  for _, mesh, box, _ in tasks]
+    measured = map_membranes(_measure_membrane, tasks, workers=workers, task_bytes=task_bytes,
+                             shared={"scene": MembraneScene.of(meshes)})
+    meshes = [mesh.with_values(**found[0]) for mesh, found in zip(meshes, measured)]
     profiles = {mesh.label: found[1] for mesh, found in zip(meshes, measured) if found[1] is not None}
     rows = {mesh.label: dict(zip(PROFILE_COLUMNS, found[2])) for mesh, found in zip(meshes, measured)
             if found[2] is not None}
@@ -134,13 +137,15 @@ def measure_surfaces(segmentation: Any, tomogram: Any = None, *, components: Any
     return Surfaces(meshes, table, profiles)
 
 
-def _measure_membrane(mesh: Mesh, box: Volume | None, scale: float | None) -> tuple[
+def _measure_membrane(index: int, mesh: Mesh, box: Volume | None, scale: float | None, *, scene: Any) -> tuple[
         dict[str, np.ndarray], tuple[np.ndarray, np.ndarray] | None, tuple[Any, ...] | None]:
-    """One membrane's own measures: its curvatures and, with the tomogram's ``box`` around it, its
-    thickness (per-vertex values, the mean profile, the table's profile columns)."""
-    from bilayer.surfaces.measures import curvature_values
+    """One membrane's measures: its curvatures, its distances to the other membranes of ``scene``
+    (:class:`~bilayer.surfaces.distance.MembraneScene`; this mesh is its ``index``-th) and, with the
+    tomogram's ``box`` around it, its thickness (per-vertex values, the mean profile, the table's
+    profile columns)."""
+    from bilayer.surfaces.measures import curvature_values, distance_values
 
-    values = curvature_values(mesh, scale)
+    values = {**curvature_values(mesh, scale), **distance_values(scene.nearest(index))}
     if box is None:
         return values, None, None
     from bilayer.surfaces.thickness import membrane_thickness

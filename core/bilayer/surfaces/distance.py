@@ -12,6 +12,8 @@ twenty times over for twenty membranes), where a KD-tree over the other vertices
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -22,7 +24,7 @@ from bilayer import checks
 from bilayer.resources import cpu_count
 from bilayer.surfaces.mesh import Mesh
 
-__all__ = ["NearestMembrane", "nearest_membrane_distances"]
+__all__ = ["MembraneScene", "NearestMembrane", "nearest_membrane_distances"]
 
 _NEAREST_VERTICES = 2  # the faces around this many nearest vertices are searched (1 misses by < 0.01 edge)
 _CHUNK = 500_000  # point-face pairs measured at a time (memory)
@@ -57,29 +59,57 @@ def nearest_membrane_distances(meshes: list[Mesh], max_distance: float | None = 
     Raises:
         ConfigError: ``max_distance`` is not a positive number.
     """
-    bound = np.inf if max_distance is None else checks.number("max_distance", max_distance, 0.0, open_low=True)
-    surfaces = [k for k, mesh in enumerate(meshes) if len(mesh.faces)]
-    offsets = np.cumsum([0] + [meshes[k].vertex_count for k in surfaces])
-    vertices = np.concatenate([meshes[k].vertices for k in surfaces]) if surfaces else np.empty((0, 3))
-    faces = np.concatenate([meshes[k].faces + offsets[n] for n, k in enumerate(surfaces)]) if surfaces \
-        else np.empty((0, 3), dtype=np.int64)
-    owner = np.repeat(np.asarray(surfaces, dtype=np.int64), np.diff(offsets))  # mesh index of each vertex
-    labels = np.array([mesh.label for mesh in meshes], dtype=np.int64)
-    around = _vertex_faces(faces, len(vertices))
-    # a face within the bound has a vertex within the bound plus the longest edge
-    reach = bound + _longest_edge(vertices, faces) if np.isfinite(bound) else np.inf
-    results = []
-    for index, mesh in enumerate(meshes):
-        distance = np.full(mesh.vertex_count, np.nan)
-        label = np.zeros(mesh.vertex_count, dtype=np.int64)
-        others = np.flatnonzero(owner != index)
-        if others.size and mesh.vertex_count:
-            nearest, face = _to_surface(mesh.vertices, vertices, faces, others, around, reach)
+    scene = MembraneScene.of(meshes)
+    return [scene.nearest(index, max_distance) for index in range(len(meshes))]
+
+
+@dataclass(frozen=True)
+class MembraneScene:
+    """Every membrane of a tomogram as one surface: what :meth:`nearest` searches, and what a worker
+    process measuring one membrane's distances needs of the others (sent to it once).
+
+    Attributes:
+        vertices: ``(v, 3)`` Å, the meshes' vertices one after the other.
+        faces: ``(f, 3)`` indices into ``vertices``.
+        owner: ``(v,)`` index in the meshes' list of each vertex's mesh.
+        labels: ``(m,)`` each mesh's label.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    owner: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def of(cls, meshes: list[Mesh]) -> MembraneScene:
+        offsets = np.cumsum([0] + [mesh.vertex_count for mesh in meshes])
+        vertices = np.concatenate([mesh.vertices for mesh in meshes]) if meshes else np.empty((0, 3))
+        faces = np.concatenate([mesh.faces + offsets[k] for k, mesh in enumerate(meshes)]) if meshes \
+            else np.empty((0, 3), dtype=np.int64)
+        owner = np.repeat(np.arange(len(meshes), dtype=np.int64), np.diff(offsets))
+        return cls(vertices, faces, owner, np.array([mesh.label for mesh in meshes], dtype=np.int64))
+
+    @cached_property
+    def _around(self) -> csr_matrix:
+        return _vertex_faces(self.faces, len(self.vertices))
+
+    def nearest(self, index: int, max_distance: float | None = None) -> NearestMembrane:
+        """The nearest other membrane of every vertex of mesh ``index`` (see
+        :func:`nearest_membrane_distances`)."""
+        bound = np.inf if max_distance is None else checks.number("max_distance", max_distance, 0.0, open_low=True)
+        points = self.vertices[self.owner == index]
+        distance = np.full(len(points), np.nan)
+        label = np.zeros(len(points), dtype=np.int64)
+        surfaces = np.bincount(self.owner[self.faces[:, 0]], minlength=len(self.labels)) > 0
+        others = np.flatnonzero((self.owner != index) & surfaces[self.owner])  # vertices of other surfaces
+        if others.size and len(points):
+            # a face within the bound has a vertex within the bound plus the longest edge
+            reach = bound + _longest_edge(self.vertices, self.faces) if np.isfinite(bound) else np.inf
+            nearest, face = _to_surface(points, self.vertices, self.faces, others, self._around, reach)
             found = nearest <= bound
             distance[found] = nearest[found]
-            label[found] = labels[owner[faces[face[found], 0]]]
-        results.append(NearestMembrane(distance, label))
-    return results
+            label[found] = self.labels[self.owner[self.faces[face[found], 0]]]
+        return NearestMembrane(distance, label)
 
 
 def _to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, candidates: np.ndarray,

@@ -153,17 +153,21 @@ def midsurface(band: np.ndarray, sigma: float = 1.0,
     smooth = band.astype(np.float32)
     gradient = [ndimage.gaussian_filter(smooth, sigma, order=order)
                 for order in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
+    del smooth
     tensor = np.empty((points.size, 3, 3), dtype=np.float32)
     for i in range(3):
         for j in range(i, 3):
             tensor[:, i, j] = tensor[:, j, i] = \
                 ndimage.gaussian_filter(gradient[i] * gradient[j], tensor_sigma).ravel()[points]
+    slope = np.stack([g.ravel()[points] for g in gradient], axis=1)  # the gradient where it is needed, not everywhere
+    del gradient
     strengths, axes = np.linalg.eigh(tensor)
     del tensor
     across = axes[:, :, 2]  # the largest eigenvalue's vector: across the band
     across *= _consistent_signs(points, band.shape, across)[:, None]
     field = np.zeros(band.size, dtype=np.float32)
-    field[points] = sum(gradient[axis].ravel()[points] * across[:, axis] for axis in range(3))
+    field[points] = np.einsum("ij,ij->i", slope, across)
+    del slope
     field = field.reshape(band.shape)
     inner = np.zeros(band.size, dtype=bool)
     solid = band | ndimage.binary_closing(band, _FULL)  # pinholes (voxels touching only by corners) filled
@@ -190,8 +194,8 @@ def midsurface(band: np.ndarray, sigma: float = 1.0,
     corners = vertices[faces]
     normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    position = np.full(band.size, -1, dtype=np.int64)
-    position[points] = np.arange(points.size)
+    position = np.full(band.size, -1, dtype=np.int32)  # int32: the crop's full size, 4 bytes a voxel
+    position[points] = np.arange(points.size, dtype=np.int32)
     nearest = np.clip(np.rint(corners.mean(axis=1)).astype(np.int64), 0, np.array(band.shape) - 1)
     at = position[np.ravel_multi_index(nearest.T, band.shape)]
     agree = np.abs(np.einsum("ij,ij->i", normals, across[np.maximum(at, 0)])) >= _AGREE
@@ -239,20 +243,25 @@ def _consistent_signs(points: np.ndarray, shape: tuple[int, ...], directions: np
     tree of the 6-connected point graph weighted by 1 − |cos| (flips happen where directions are
     most alike, never across a fold), by pointer jumping from each tree's root."""
     count = points.size
-    position = np.full(int(np.prod(shape)), -1, dtype=np.int64)
-    position[points] = np.arange(count)
+    position = np.full(int(np.prod(shape)), -1, dtype=np.int32)  # int32 indices: half the memory of a crop's map
+    position[points] = np.arange(count, dtype=np.int32)
     strides = np.array([shape[1] * shape[2], shape[2], 1])
-    coords = np.stack(np.unravel_index(points, shape), axis=1)
+    coords = np.stack(np.unravel_index(points, shape), axis=1).astype(np.int32)
     rows, cols = [], []
     for axis in range(3):
-        inside = np.flatnonzero(coords[:, axis] + 1 < shape[axis])
+        inside = np.flatnonzero(coords[:, axis] + 1 < shape[axis]).astype(np.int32)
         neighbour = position[points[inside] + strides[axis]]
         kept = neighbour >= 0
         rows.append(inside[kept])
         cols.append(neighbour[kept])
+    del position, coords
     row, col = np.concatenate(rows), np.concatenate(cols)
+    del rows, cols
     weight = 1.001 - np.abs(np.einsum("ij,ij->i", directions[row], directions[col]))
-    tree = minimum_spanning_tree(coo_matrix((weight, (row, col)), shape=(count, count)).tocsr())
+    graph = coo_matrix((weight, (row, col)), shape=(count, count)).tocsr()
+    del row, col, weight
+    tree = minimum_spanning_tree(graph)
+    del graph
     tree = tree + tree.T
     parts, part = connected_components(tree, directed=False)
     parent = np.arange(count)

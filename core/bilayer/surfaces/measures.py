@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from bilayer.surfaces.curvature import vertex_curvatures
-from bilayer.surfaces.distance import nearest_membrane_distances
+from bilayer.surfaces.distance import NearestMembrane, nearest_membrane_distances
 from bilayer.surfaces.mesh import Mesh
 
 __all__ = ["MEASURED_VALUES", "PROFILE_COLUMNS", "SURFACE_COLUMNS", "curvature_values", "distance_values", "measure_meshes",
@@ -50,8 +50,9 @@ def measure_meshes(meshes: list[Mesh], scale: float | None = None,
             ``None``: three edge lengths).
         max_distance: Å; membranes farther than this are not searched for (NaN).
     """
-    distances = distance_values(meshes, max_distance)
-    return [mesh.with_values(**curvature_values(mesh, scale), **near) for mesh, near in zip(meshes, distances)]
+    distances = nearest_membrane_distances(meshes, max_distance)
+    return [mesh.with_values(**curvature_values(mesh, scale), **distance_values(near))
+            for mesh, near in zip(meshes, distances)]
 
 
 def curvature_values(mesh: Mesh, scale: float | None = None) -> dict[str, np.ndarray]:
@@ -60,10 +61,9 @@ def curvature_values(mesh: Mesh, scale: float | None = None) -> dict[str, np.nda
     return {"mean_curvature": mean * _NM, "gaussian_curvature": gaussian * _NM**2}
 
 
-def distance_values(meshes: list[Mesh], max_distance: float | None = None) -> list[dict[str, np.ndarray]]:
-    """``nearest_distance`` (nm) and ``nearest_label`` (NaN where none) of every mesh, as :attr:`Mesh.values`."""
-    return [{"nearest_distance": near.distance / _NM, "nearest_label": np.where(near.label > 0, near.label, np.nan)}
-            for near in nearest_membrane_distances(meshes, max_distance)]
+def distance_values(near: NearestMembrane) -> dict[str, np.ndarray]:
+    """``nearest_distance`` (nm) and ``nearest_label`` (NaN where none) of one mesh, as :attr:`Mesh.values`."""
+    return {"nearest_distance": near.distance / _NM, "nearest_label": np.where(near.label > 0, near.label, np.nan)}
 
 
 def surface_table(meshes: list[Mesh], scale: float | None = None,

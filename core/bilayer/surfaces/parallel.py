@@ -45,19 +45,23 @@ def plan_workers(workers: int | None, task_bytes: Sequence[int]) -> int:
 
 
 def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], *, workers: int | None = None,
-                  task_bytes: Sequence[int] | None = None) -> list[T]:
-    """``[function(*task) for task in tasks]``, computed by :func:`plan_workers` processes (in this
-    process when that is one). ``function`` must be importable (a module-level function) and the
-    tasks picklable; ``task_bytes`` (each task's peak memory, default equal) orders the work largest
-    first and bounds how many run at once. An exception in a task is raised here, the others cancelled."""
+                  task_bytes: Sequence[int] | None = None, shared: dict[str, Any] | None = None) -> list[T]:
+    """``[function(*task, **shared) for task in tasks]``, computed by :func:`plan_workers` processes
+    (in this process when that is one). ``function`` must be importable (a module-level function),
+    the tasks and ``shared`` picklable; ``shared`` (what every task needs, such as every membrane's
+    surface) is sent to each process once, not with each task. ``task_bytes`` (each task's peak
+    memory, default equal) orders the work largest first and bounds how many run at once. An
+    exception in a task is raised here, the others cancelled."""
     sizes = list(task_bytes) if task_bytes is not None else [1] * len(tasks)
+    shared = shared or {}
     count = plan_workers(workers, sizes)
     if count <= 1:
-        return [function(*task) for task in tasks]
+        return [function(*task, **shared) for task in tasks]
     order = sorted(range(len(tasks)), key=lambda k: -sizes[k])
     results: list[Any] = [None] * len(tasks)
-    with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {k: pool.submit(function, *tasks[k]) for k in order}
+    with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_keep, initargs=(shared,)) as pool:
+        futures = {k: pool.submit(_call, function, tasks[k]) for k in order}
         try:
             for k in order:
                 results[k] = futures[k].result()
@@ -66,3 +70,15 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
                 future.cancel()
             raise
     return results
+
+
+_SHARED: dict[str, Any] = {}  # in a worker process: what map_membranes sent it once
+
+
+def _keep(shared: dict[str, Any]) -> None:
+    _SHARED.clear()
+    _SHARED.update(shared)
+
+
+def _call(function: Callable[..., T], task: tuple[Any, ...]) -> T:
+    return function(*task, **_SHARED)

@@ -31,7 +31,7 @@ __all__ = ["HISTOGRAM_VALUES", "PLOT_VALUES", "PlotValue", "histograms_png", "me
 _NAN_RGBA = (0.62, 0.62, 0.62, 1.0)
 #: (title, elevation, azimuth, the axis pointing at the viewer, whose ticks are left out)
 _VIEWS = (("XY (from +z)", 90.0, -90.0, "z"), ("XZ (from −y)", 0.0, -90.0, "y"), ("oblique", 28.0, -58.0, ""))
-_MAX_FACES = 20_000  # per picture: above this, coarser copies are drawn, each mesh its share by faces
+_MAX_FACES = 12_000  # per picture: above this, coarser copies are drawn, each mesh its share by faces
 _MIN_FACES = 200  # the least share of a mesh
 _CELL_WIDENING = 1.2  # cells cut a curved surface obliquely: ~1.4 × the faces of a flat one (an icosphere)
 _CLIP_PERCENTILES = (1.0, 99.0)
@@ -80,8 +80,12 @@ def render_histograms(meshes: Sequence[Mesh], values: Sequence[str] = HISTOGRAM_
         lo, hi = np.percentile(np.concatenate(finite), (0.5, 99.5))
         bins = np.linspace(lo, hi, 41) if hi > lo else np.linspace(lo - 0.5, lo + 0.5, 41)
         labelled = [(a, meshes[i].label, colours[i]) for a, i in zip(finite, having) if len(a)]
-        ax.hist([np.clip(a, bins[0], bins[-1]) for a, _, _ in labelled], bins=bins, stacked=True,
-                color=[c for _, _, c in labelled], label=[f"membrane {label}" for _, label, _ in labelled])
+        below = np.zeros(len(bins) - 1)
+        for a, label, colour in labelled:  # stacked: one filled step outline per membrane (not a bar per bin)
+            above = below + np.histogram(np.clip(a, bins[0], bins[-1]), bins=bins)[0]
+            ax.stairs(above, bins, baseline=below, fill=True, color=colour, label=f"membrane {label}")
+            below = above
+        ax.set_xlim(bins[0], bins[-1])
         undefined = sum(int(np.size(a) - np.size(f)) for a, f in zip(per_mesh, finite))
         total = sum(int(np.size(a)) for a in per_mesh)
         median = float(np.median(np.concatenate(finite)))
