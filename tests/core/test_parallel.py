@@ -63,3 +63,25 @@ def test_meshes_made_by_two_processes_are_those_made_by_one():
     assert [m.label for m in two] == [m.label for m in one] == [1, 2]
     for a, b in zip(one, two):
         assert a.closed == b.closed and np.array_equal(a.faces, b.faces) and np.array_equal(a.vertices, b.vertices)
+
+
+def test_a_script_without_a_main_guard_still_gets_its_meshes(tmp_path):
+    """spawn imports the main script again in each worker: without ``if __name__ == "__main__":`` the
+    workers end quietly and the script's own process does the work, with a warning saying why."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from bilayer.surfaces.extract import membrane_meshes\n"
+        "labels = np.zeros((40, 40, 40), dtype=np.uint8)\n"
+        "labels[8:11, 4:36, 4:36] = 1\n"
+        "labels[26:29, 4:36, 4:36] = 2\n"
+        "meshes = membrane_meshes(labels, 10.0, workers=2)\n"
+        "print('MESHES', [m.label for m in meshes])\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("MESHES [1, 2]") == 1  # once: the workers ended before printing
+    assert "if __name__ == \"__main__\":" in done.stderr and "one after the other" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -39,6 +39,7 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components, mini
 
 from bilayer import checks
 from bilayer.errors import ConfigError
+from bilayer.surfaces.eigen3 import symmetric_eigen
 from bilayer.surfaces.mesh import Mesh, voxel_to_world
 
 __all__ = ["MeshOptions", "membrane_meshes", "midsurface"]
@@ -154,14 +155,11 @@ def midsurface(band: np.ndarray, sigma: float = 1.0,
     gradient = [ndimage.gaussian_filter(smooth, sigma, order=order)
                 for order in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
     del smooth
-    tensor = np.empty((points.size, 3, 3), dtype=np.float32)
-    for i in range(3):
-        for j in range(i, 3):
-            tensor[:, i, j] = tensor[:, j, i] = \
-                ndimage.gaussian_filter(gradient[i] * gradient[j], tensor_sigma).ravel()[points]
+    tensor = [ndimage.gaussian_filter(gradient[i] * gradient[j], tensor_sigma).ravel()[points]
+              for i in range(3) for j in range(i, 3)]  # zz, zy, zx, yy, yx, xx at the points
     slope = np.stack([g.ravel()[points] for g in gradient], axis=1)  # the gradient where it is needed, not everywhere
     del gradient
-    strengths, axes = np.linalg.eigh(tensor)
+    strengths, axes = symmetric_eigen(*tensor)
     del tensor
     across = axes[:, :, 2]  # the largest eigenvalue's vector: across the band
     across *= _consistent_signs(points, band.shape, across)[:, None]
@@ -202,10 +200,9 @@ def midsurface(band: np.ndarray, sigma: float = 1.0,
     faces = faces[np.all(inside[faces], axis=1) & (at >= 0) & agree]
     if not len(faces):
         return None
-    used = np.unique(faces)
-    remap = np.full(len(vertices), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    return vertices[used].astype(np.float64), remap[faces]
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.ravel()] = True
+    return vertices[used].astype(np.float64), (np.cumsum(used) - 1)[faces]
 
 
 def _is_thin(band: np.ndarray) -> bool:
@@ -219,21 +216,24 @@ def _across_is_thinnest(band: np.ndarray, points: np.ndarray, axes: np.ndarray) 
     """Whether the band's chord through each point is shortest along the point's "across" axis
     (the last of ``axes``) among its three axes: true inside a sheet, false at a sheet's rim,
     where the structure tensor turns towards the rim's end face and the field would curl into a
-    wall; marching cubes runs only where it is true, so a sheet's surface ends at its rim."""
+    wall; marching cubes runs only where it is true, so a sheet's surface ends at its rim.
+    The across chord is measured first; an in-plane chord is followed only until it is longer."""
     coords = np.stack(np.unravel_index(points, band.shape), axis=1).astype(np.float32)
     shape = np.array(band.shape)
     chords = np.ones((points.size, 3), dtype=np.int32)
-    for axis in range(3):
+    for axis in (2, 0, 1):
         direction = axes[:, :, axis]
         for sign in (1.0, -1.0):
-            alive = band.ravel()[points].copy()
+            alive = np.flatnonzero(band.ravel()[points] & (chords[:, axis] <= chords[:, 2] if axis != 2 else True))
             for step in range(1, _CHORD_STEPS + 1):
-                at = np.rint(coords + sign * step * direction).astype(np.int64)
+                at = np.rint(coords[alive] + sign * step * direction[alive]).astype(np.int64)
                 inside = np.all((at >= 0) & (at < shape), axis=1)
-                alive &= inside
-                alive[alive] = band[tuple(at[alive].T)]
-                chords[:, axis] += alive
-                if not alive.any():
+                alive, at = alive[inside], at[inside]
+                alive = alive[band[tuple(at.T)]]
+                chords[alive, axis] += 1
+                if axis != 2:  # longer than the across chord: that is all this test needs to know
+                    alive = alive[chords[alive, axis] <= chords[alive, 2]]
+                if not alive.size:
                     break
     return chords[:, 2] <= chords[:, :2].min(axis=1)
 
@@ -265,7 +265,8 @@ def _consistent_signs(points: np.ndarray, shape: tuple[int, ...], directions: np
     tree = tree + tree.T
     parts, part = connected_components(tree, directed=False)
     parent = np.arange(count)
-    first = np.unique(part, return_index=True)[1]
+    first = np.empty(parts, dtype=np.int64)
+    first[part[::-1]] = np.arange(count - 1, -1, -1)  # each part's first point (the last write wins)
     for root in first:
         order, predecessors = breadth_first_order(tree, root, directed=False, return_predecessors=True)
         parent[order[1:]] = predecessors[order[1:]]
@@ -324,19 +325,22 @@ def _pinned_laplacian(faces: np.ndarray, count: int) -> csr_matrix:
     """The umbrella operator (each vertex → the mean of its neighbours) as a sparse matrix, with the
     rim's vertices (on an edge of one face) mapped to themselves, so smoothing leaves them in place.
     (trimesh's own pinned operator normalises through a dense matrix: n² memory.)"""
-    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1).astype(np.int64)
-    keys, counts = np.unique(edges[:, 0] * count + edges[:, 1], return_counts=True)
-    unique = np.stack([keys // count, keys % count], axis=1)
-    rim = np.unique(unique[counts == 1])
-    row = np.concatenate([unique[:, 0], unique[:, 1]])
-    col = np.concatenate([unique[:, 1], unique[:, 0]])
-    moving = ~np.isin(row, rim)
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    # how many faces share each edge: the sparse matrix sums repeated entries (no sort of all edges)
+    shared = coo_matrix((np.ones(len(edges), dtype=np.int32), (edges[:, 0], edges[:, 1])), shape=(count, count)).tocsr()
+    shared.sum_duplicates()
+    upper = shared.tocoo()
+    rim = np.zeros(count, dtype=bool)
+    rim[upper.row[upper.data == 1]] = True
+    rim[upper.col[upper.data == 1]] = True
+    row = np.concatenate([upper.row, upper.col]).astype(np.int64)
+    col = np.concatenate([upper.col, upper.row]).astype(np.int64)
+    moving = ~rim[row]
     row, col = row[moving], col[moving]
     degree = np.bincount(row, minlength=count).astype(np.float64)
-    row = np.concatenate([row, rim])
-    col = np.concatenate([col, rim])
-    data = np.concatenate([1.0 / degree[row[:len(row) - len(rim)]], np.ones(len(rim))])
-    return csr_matrix((data, (row, col)), shape=(count, count))
+    pinned = np.flatnonzero(rim)
+    data = np.concatenate([1.0 / degree[row], np.ones(len(pinned))])
+    return csr_matrix((data, (np.concatenate([row, pinned]), np.concatenate([col, pinned]))), shape=(count, count))
 
 
 def _cubic(voxel_size: float | tuple[float, float, float]) -> float:

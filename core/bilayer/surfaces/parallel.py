@@ -11,11 +11,14 @@ start first, so the two big sheets of a tomogram do not end up one after the oth
 from __future__ import annotations
 
 import multiprocessing
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from bilayer import checks
+from bilayer.errors import BilayerWarning
 
 __all__ = ["map_membranes", "plan_workers"]
 
@@ -51,24 +54,37 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
     the tasks and ``shared`` picklable; ``shared`` (what every task needs, such as every membrane's
     surface) is sent to each process once, not with each task. ``task_bytes`` (each task's peak
     memory, default equal) orders the work largest first and bounds how many run at once. An
-    exception in a task is raised here, the others cancelled."""
+    exception in a task is raised here, the others cancelled; if the processes cannot start or die
+    (a script without a ``__main__`` guard, the memory exhausted), the work is done here instead,
+    with a :class:`~bilayer.errors.BilayerWarning`."""
     sizes = list(task_bytes) if task_bytes is not None else [1] * len(tasks)
     shared = shared or {}
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # a worker starting up is running a script again that has no ``if __name__ == "__main__":`` guard
+        # (spawn imports the main module): end it quietly; the caller below does the work in its own process
+        raise SystemExit(1)
     count = plan_workers(workers, sizes)
     if count <= 1:
         return [function(*task, **shared) for task in tasks]
     order = sorted(range(len(tasks)), key=lambda k: -sizes[k])
     results: list[Any] = [None] * len(tasks)
-    with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_keep, initargs=(shared,)) as pool:
-        futures = {k: pool.submit(_call, function, tasks[k]) for k in order}
-        try:
-            for k in order:
-                results[k] = futures[k].result()
-        except BaseException:
-            for future in futures.values():
-                future.cancel()
-            raise
+    try:
+        with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_keep, initargs=(shared,)) as pool:
+            futures = {k: pool.submit(_call, function, tasks[k]) for k in order}
+            try:
+                for k in order:
+                    results[k] = futures[k].result()
+            except BaseException:
+                for future in futures.values():
+                    future.cancel()
+                raise
+    except BrokenProcessPool:
+        warnings.warn(BilayerWarning(
+            "worker processes could not start or died (a script without `if __name__ == \"__main__\":` around its "
+            "work, or out of memory); working on the membranes one after the other in this process instead"),
+            stacklevel=2)
+        return [function(*task, **shared) for task in tasks]
     return results
 
 
