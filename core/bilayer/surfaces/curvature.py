@@ -31,7 +31,7 @@ from scipy.sparse import coo_matrix, csr_matrix, identity
 from scipy.spatial import cKDTree
 
 from bilayer import checks
-from bilayer.surfaces.mesh import Mesh
+from bilayer.surfaces.mesh import Mesh, edge_face_counts
 
 __all__ = ["DEFAULT_SCALE_EDGES", "default_scale", "vertex_curvatures"]
 
@@ -109,10 +109,8 @@ def _patches(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray, scale
 
 def _rim_vertices(faces: np.ndarray, count: int) -> np.ndarray:
     """Whether each vertex lies on an open boundary: an end of an edge that only one face has."""
-    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1).astype(np.int64)
-    keys, counts = np.unique(edges[:, 0] * count + edges[:, 1], return_counts=True)
+    first, second, shared = edge_face_counts(faces, count)
     rim = np.zeros(count, dtype=bool)
-    single = keys[counts == 1]
-    rim[single // count] = True
-    rim[single % count] = True
+    rim[first[shared == 1]] = True
+    rim[second[shared == 1]] = True
     return rim

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Mesh", "voxel_to_world", "world_to_voxel"]
+__all__ = ["Mesh", "edge_face_counts", "voxel_to_world", "world_to_voxel"]
 
 
 def voxel_to_world(zyx: np.ndarray, voxel_size: tuple[float, float, float],
@@ -91,9 +91,9 @@ class Mesh:
         """Unit normals of the vertices, ``(n, 3)``: the area-weighted mean of their faces' normals."""
         a, b, c = (self.vertices[self.faces[:, i]] for i in range(3))
         weighted = np.cross(b - a, c - a)  # length: twice the face's area
-        normals = np.zeros_like(self.vertices)
-        for i in range(3):
-            np.add.at(normals, self.faces[:, i], weighted)
+        corners = self.faces.ravel()
+        normals = np.stack([np.bincount(corners, np.repeat(weighted[:, k], 3), minlength=len(self.vertices))
+                            for k in range(3)], axis=1)
         length = np.linalg.norm(normals, axis=1, keepdims=True)
         return normals / np.where(length > 0, length, 1.0)
 
@@ -114,3 +114,16 @@ class Mesh:
         for name, array in self.values.items():
             mesh.vertex_attributes[name] = array
         return mesh
+
+
+def edge_face_counts(faces: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every edge of ``faces`` once, as ``(first, second, faces)``: its two vertices (first < second)
+    and how many faces have it (1 on an open rim, 2 inside a surface, more where it is non-manifold).
+    Counted by a sparse matrix, which sums repeated entries without sorting every edge."""
+    from scipy.sparse import coo_matrix
+
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    table = coo_matrix((np.ones(len(edges), dtype=np.int32), (edges[:, 0], edges[:, 1])), shape=(count, count)).tocsr()
+    table.sum_duplicates()
+    table = table.tocoo()
+    return table.row.astype(np.int64), table.col.astype(np.int64), table.data

@@ -48,7 +48,7 @@ import numpy as np
 from bilayer.errors import ConfigError, InputFileError
 from bilayer.io.atomic import OutputGroup, atomic_open
 from bilayer.io.naming import MESH_SUFFIXES, mesh_label
-from bilayer.surfaces.mesh import Mesh
+from bilayer.surfaces.mesh import Mesh, edge_face_counts
 
 __all__ = ["MESH_FORMATS", "mesh_format", "read_mesh", "write_mesh"]
 
@@ -197,6 +197,5 @@ def _read_values(tm: Any, suffix: str) -> dict[str, np.ndarray]:
 
 def _is_closed(faces: np.ndarray) -> bool:
     """Whether every edge is shared by exactly two faces (no boundary)."""
-    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1).astype(np.int64)
-    _, counts = np.unique(edges[:, 0] * (int(faces.max(initial=0)) + 1) + edges[:, 1], return_counts=True)
-    return bool(len(counts)) and bool((counts == 2).all())
+    shared = edge_face_counts(faces, int(faces.max(initial=-1)) + 1)[2]
+    return bool(len(shared)) and bool((shared == 2).all())
