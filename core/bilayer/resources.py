@@ -20,21 +20,27 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def available_memory() -> int | None:
+_MEMINFO = Path("/proc/meminfo")
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+def available_memory(meminfo: Path = _MEMINFO, cgroup: Path = _CGROUP) -> int | None:
     """Bytes of memory this process can still take: the smaller of the machine's available memory
-    and the room left under a cgroup (container, SLURM job) limit; ``None`` where unknown."""
+    and the room left under a cgroup (container, SLURM job) limit; ``None`` where unknown.
+
+    ``meminfo`` and ``cgroup`` are where the kernel says so (other places only for tests)."""
     found = []
     try:
-        with open("/proc/meminfo") as f:
+        with open(meminfo) as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     found.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
         pass
     try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        limit = (cgroup / "memory.max").read_text().strip()
         if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            used = int((cgroup / "memory.current").read_text())
             found.append(int(limit) - used)
     except (OSError, ValueError):
         pass
