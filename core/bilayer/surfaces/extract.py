@@ -18,8 +18,9 @@ the band's **midsurface** instead, as the zero level set of a signed field:
 5. scikit-image's marching cubes finds the zero level within one voxel of the band, so the surface
    stops where the band stops: a sheet cut by the volume's faces or by the missing wedge stays open,
    a vesicle comes out closed (watertight);
-6. trimesh's Taubin filter smooths it without shrinking, gpytoolbox's isotropic remeshing (Botsch &
-   Kobbelt) makes its edges ``spacing`` Å long, and a closed surface gets outward normals.
+6. :func:`~bilayer.surfaces.finish.finish_surface` drops crumbs, smooths it without shrinking
+   (Taubin), re-meshes it to edges ``spacing`` Å long (Botsch & Kobbelt), its rim held still, and
+   turns a closed surface's normals outward.
 
 A spherical shell of radius R gives a closed mesh whose vertices lie at R − 0.05 voxel on average
 (the Gaussian's bias, about σ²/(2R)), area and volume within 1 % of 4πR² and 4πR³/3 for R ≥ 20
@@ -33,20 +34,18 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
 
 from bilayer import checks
 from bilayer.errors import ConfigError
 from bilayer.surfaces.eigen3 import symmetric_eigen
-from bilayer.surfaces.mesh import Mesh, edge_face_counts, voxel_to_world
+from bilayer.surfaces.finish import REMESH_ROUNDS, finish_surface
+from bilayer.surfaces.mesh import Mesh, voxel_to_world
 
 __all__ = ["MeshOptions", "membrane_meshes", "midsurface"]
 
 _TENSOR_SIGMA = 1.5  # voxels: the structure tensor's integration scale
-_REMESH_ROUNDS = 2  # split/collapse/flip/relax rounds at the voxel spacing: 5-95 % of edges within 0.77-1.05 of it
-# (3 rounds: the same, 25 % slower); one more for every doubling of the spacing (a round halves an edge count at most)
-_MIN_FACES = 8  # pieces of fewer faces are marching-cubes crumbs at junctions
 _AGREE = 0.5  # |cos| between a face's normal and the band's across-direction, at least (60°)
 _THIN = 0.2  # the fraction of a band one erosion leaves, under which it is meshed on a grid twice as fine
 _PLANARITY = 2.0  # the across axis must dominate the structure tensor this much (not at a rim's corner)
@@ -134,8 +133,9 @@ def _mesh_membrane(index: int, band: np.ndarray, factor: int, start: tuple[int, 
     zyx, faces = found
     zyx = zyx / factor - (factor - 1) / (2 * factor)  # fine voxel j's centre is coarse j/2 − 1/4
     vertices = voxel_to_world(zyx + np.asarray(start, dtype=np.float64), (size,) * 3, origin)
-    rounds = _REMESH_ROUNDS + math.ceil(math.log2(max(spacing / size, 1.0)))
-    mesh = _finish(vertices, faces, spacing, options, rounds)
+    rounds = REMESH_ROUNDS + math.ceil(math.log2(max(spacing / size, 1.0)))
+    mesh = finish_surface(vertices, faces, spacing, smoothing=options.smoothing, remesh=options.remesh,
+                          rounds=rounds)
     return None if mesh is None else Mesh(mesh[0], mesh[1], label=index, closed=mesh[2])
 
 
@@ -292,93 +292,6 @@ def _consistent_signs(points: np.ndarray, shape: tuple[int, ...], directions: np
         sign = sign * sign[parent]
         parent = parent[parent]
     return sign.astype(np.float32)
-
-
-def _finish(vertices: np.ndarray, faces: np.ndarray, spacing: float, options: MeshOptions,
-            rounds: int = _REMESH_ROUNDS) -> tuple[np.ndarray, np.ndarray, bool] | None:
-    """Drop crumbs, smooth, re-mesh (``rounds`` rounds) and orient one membrane's surface; ``None``
-    if nothing is left."""
-    import trimesh
-
-    vertices, faces = _without_crumbs(vertices, faces)
-    if not len(faces):
-        return None
-    first, second, shared = edge_face_counts(faces, len(vertices))
-    rim = np.zeros(len(vertices), dtype=bool)
-    rim[first[shared == 1]] = True
-    rim[second[shared == 1]] = True
-    mesh = trimesh.Trimesh(vertices, faces, process=False)  # marching cubes' vertices are already unique
-    if options.smoothing:  # the boundary stays put: a sheet cut by the volume's faces keeps its extent
-        trimesh.smoothing.filter_taubin(mesh, iterations=options.smoothing,
-                                        laplacian_operator=_pinned_laplacian(first, second, rim))
-    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
-    if options.remesh:
-        vertices, faces = _remesh(vertices, faces, rim, spacing, rounds, manifold=bool((shared <= 2).all()))
-        mesh = trimesh.Trimesh(vertices, faces, process=False)
-    closed = bool(mesh.is_watertight)
-    if closed and mesh.volume < 0:
-        mesh.invert()  # outward normals
-    return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64), closed
-
-
-def _remesh(vertices: np.ndarray, faces: np.ndarray, rim: np.ndarray, spacing: float, rounds: int, *,
-            manifold: bool) -> tuple[np.ndarray, np.ndarray]:
-    """gpytoolbox's isotropic re-meshing (Botsch & Kobbelt) to edges of ``spacing``, the ``rim``
-    vertices kept where they are. Its public function first checks the mesh for non-manifold edges
-    and finds the rim again, with row-wise sorts that took 10 % of a tomogram's meshing; here the
-    rim is known and ``manifold`` (marching cubes' surfaces are) was counted by
-    :func:`~bilayer.surfaces.mesh.edge_face_counts`, so its compiled core is called directly, the
-    rim first as it expects. Another gpytoolbox whose core differs gets the public function."""
-    import gpytoolbox
-
-    if rim.all():  # all rim (a tiny patch): nothing can move, which is right
-        return vertices, faces
-    try:
-        from gpytoolbox_bindings import _remesh_botsch_cpp_impl
-    except ImportError:
-        _remesh_botsch_cpp_impl = None
-    if manifold and _remesh_botsch_cpp_impl is not None:
-        order = np.concatenate([np.flatnonzero(rim), np.flatnonzero(~rim)]).astype(np.int32)
-        position = np.empty(len(vertices), dtype=np.int32)
-        position[order] = np.arange(len(vertices), dtype=np.int32)
-        try:
-            return _remesh_botsch_cpp_impl(vertices[order].astype(np.float64), position[faces], rounds, float(spacing),
-                                           np.arange(int(rim.sum()), dtype=np.int32), np.zeros((0, 2), dtype=np.int32),
-                                           True)
-        except TypeError:  # another signature: the public function below
-            pass
-    return gpytoolbox.remesh_botsch(vertices.astype(np.float64), faces.astype(np.int32), i=rounds, h=float(spacing),
-                                    project=True)
-
-
-def _without_crumbs(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The pieces of at least ``_MIN_FACES`` faces (pieces: faces connected through shared vertices),
-    their unused vertices dropped."""
-    count = len(vertices)
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]]])
-    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(count, count))
-    _, piece = connected_components(graph, directed=False)
-    sizes = np.bincount(piece[faces[:, 0]], minlength=piece.max() + 1)
-    faces = faces[sizes[piece[faces[:, 0]]] >= _MIN_FACES]
-    used = np.zeros(count, dtype=bool)
-    used[faces.ravel()] = True
-    remap = np.cumsum(used) - 1
-    return vertices[used], remap[faces]
-
-
-def _pinned_laplacian(first: np.ndarray, second: np.ndarray, rim: np.ndarray) -> csr_matrix:
-    """The umbrella operator (each vertex → the mean of its neighbours) over the edges ``first`` –
-    ``second``, as a sparse matrix, with the ``rim`` vertices mapped to themselves, so smoothing
-    leaves them in place. (trimesh's own pinned operator normalises through a dense matrix: n² memory.)"""
-    count = len(rim)
-    row = np.concatenate([first, second])
-    col = np.concatenate([second, first])
-    moving = ~rim[row]
-    row, col = row[moving], col[moving]
-    degree = np.bincount(row, minlength=count).astype(np.float64)
-    pinned = np.flatnonzero(rim)
-    data = np.concatenate([1.0 / degree[row], np.ones(len(pinned))])
-    return csr_matrix((data, (np.concatenate([row, pinned]), np.concatenate([col, pinned]))), shape=(count, count))
 
 
 def _cubic(voxel_size: float | tuple[float, float, float]) -> float:
