@@ -331,6 +331,10 @@ def format_report(report: dict) -> str:
                      f"{'met' if wall < TIME_TARGET_S else 'NOT met'}), peak memory {peak:.0f} MB, all processes "
                      f"(target under {RSS_TARGET_MB:.0f} MB: {'met' if peak < RSS_TARGET_MB else 'NOT met'})")
     lines += format_thickness(measure)
+    if pick and pick["returncode"] == 0 and mesh and measure and mesh["returncode"] == measure["returncode"] == 0:
+        cpu = sum(run["user_s"] + run["system_s"] for run in (mesh, measure))
+        lines.append(f"MemBrain-pick / Bilayer mesh + measure: time {pick['wall_s'] / wall:.2f}×, peak memory "
+                     f"{_memory(pick) / peak:.2f}×, CPU {(pick['user_s'] + pick['system_s']) / cpu:.2f}×")
     if pick and pick["returncode"] == 0:
         for name in ("bilayer mesh", "bilayer measure"):
             run = runs.get(name)

@@ -1,6 +1,7 @@
 """bench/surfaces_vs_membrain_pick.py's pure helpers: the analytic scene (exact areas against marching
 cubes of each shape's distance field, bands kept apart, leaflets where they should be), the triangle
-area, and which scene membrane a mesh lies on. Nothing is meshed by Bilayer or MemBrain-pick here."""
+area, which scene membrane a mesh lies on, and the report's targets and ratios. Nothing is meshed by
+Bilayer or MemBrain-pick here."""
 
 from __future__ import annotations
 
@@ -92,3 +93,28 @@ def test_triangle_area_and_scene_label(bench):
     assert main.scene_label(xyz[:, [2, 1, 0]] + [25, 0, 0], labels) == 7  # (x, y, z) columns honoured
     assert main.scene_label(xyz + [0, 0, 5], labels) == 0  # nothing within two voxels
     assert main.scene_label(np.zeros((0, 3)), labels) == 0
+
+
+def _run(wall, cpu, tree_mb, largest_mb, area, vertices=1000):
+    return {"returncode": 0, "timed_out": False, "log": "x.log", "wall_s": wall, "user_s": cpu, "system_s": 0.0,
+            "peak_rss_mb": largest_mb, "peak_tree_mb": tree_mb, "meshes": 2, "vertices": vertices,
+            "area_nm2": area, "load_before": [0.1, 0.1, 0.1], "load_after": [1.0, 1.0, 1.0], "table": []}
+
+
+@pytest.mark.parametrize(("mesh_s", "met"), [(20.0, True), (35.0, False)])
+def test_the_report_judges_mesh_plus_measure_and_gives_the_ratios_to_membrain_pick(bench, mesh_s, met):
+    runs = {"bilayer mesh": _run(mesh_s, 30.0, 1200.0, 400.0, 1000.0),
+            "bilayer measure": _run(30.0, 50.0, 1800.0, 600.0, 1000.0),
+            "membrain-pick": _run(600.0, 560.0, 3600.0, 3600.0, 2000.0)}
+    text = bench["main"].format_report({"shape": [256, 512, 512], "shapes": [{}, {}], "runs": runs, "membranes": []})
+    total = mesh_s + 30.0
+    verdict = "met" if met else "NOT met"
+    assert f"Bilayer mesh + measure: {total:.1f} s wall (target under 60 s: {verdict})" in text
+    assert "peak memory 1800 MB, all processes (target under 2048 MB: met)" in text  # the larger tree, not the sum
+    assert f"MemBrain-pick / Bilayer mesh + measure: time {600.0 / total:.2f}×, peak memory 2.00×, CPU 7.00×" in text
+
+
+def test_older_results_without_the_tree_memory_report_the_largest_process(bench):
+    run = _run(10.0, 10.0, float("nan"), 700.0, 1.0)
+    assert bench["main"]._memory(run) == 700.0
+    assert bench["main"]._memory(_run(10.0, 10.0, 900.0, 700.0, 1.0)) == 900.0

@@ -27,7 +27,6 @@ rim's own bending, the angle defect is zero), so vertices whose patch reaches th
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import coo_matrix, csr_matrix, identity
 from scipy.spatial import cKDTree
 
 from bilayer import checks
@@ -36,6 +35,7 @@ from bilayer.surfaces.mesh import Mesh, edge_face_counts
 __all__ = ["DEFAULT_SCALE_EDGES", "default_scale", "vertex_curvatures"]
 
 DEFAULT_SCALE_EDGES = 3.0  # the default patch radius, in mesh edges (the voxel size by default)
+_PAIR_CHUNK = 1 << 20  # pairs whose normals are compared at a time (memory)
 
 
 def default_scale(mesh: Mesh) -> float:
@@ -79,11 +79,13 @@ def vertex_curvatures(mesh: Mesh, scale: float | None = None) -> tuple[np.ndarra
     angles = gpytoolbox.tip_angles(vertices, faces)  # angle_defect's own rim search is slow: ours is below
     gaussian_integrated = 2 * np.pi - np.bincount(faces.ravel(), angles.ravel(), count)
     rim = _rim_vertices(faces, count)
-    patch = _patches(vertices, faces, normals, scale)
-    touches_rim = patch @ rim.astype(np.float64) > 0
+    pairs = _patch_pairs(vertices, faces, normals, scale)
     if scale > 0:
-        sums = patch @ np.stack([area, mean_integrated, gaussian_integrated], axis=1)
-        area, mean_integrated, gaussian_integrated = sums.T
+        sums = _patch_sums(pairs, np.stack([area, mean_integrated, gaussian_integrated, rim], axis=1))
+        area, mean_integrated, gaussian_integrated, near_rim = sums.T
+    else:
+        near_rim = _patch_sums(pairs, rim[:, None].astype(np.float64))[:, 0]
+    touches_rim = near_rim > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = mean_integrated / area
         gaussian = gaussian_integrated / area
@@ -93,18 +95,30 @@ def vertex_curvatures(mesh: Mesh, scale: float | None = None) -> tuple[np.ndarra
     return mean, gaussian
 
 
-def _patches(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray, scale: float) -> csr_matrix:
-    """Sparse ``(n, n)`` 0/1 matrix: row ``i`` marks the vertices of vertex ``i``'s patch (``i``
-    included). With ``scale`` 0 the patch is the one ring, used only to find vertices next to a rim."""
-    count = len(vertices)
-    if scale > 0:
-        pairs = cKDTree(vertices).query_pairs(scale, output_type="ndarray")
-        pairs = pairs[np.einsum("ij,ij->i", normals[pairs[:, 0]], normals[pairs[:, 1]]) > 0]
-    else:
-        pairs = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64)
-    half = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(count, count)).tocsr()
-    half.data[:] = 1.0  # a one-ring edge listed twice counts once
-    return (half + half.T + identity(count, format="csr")).tocsr()
+def _patch_pairs(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray, scale: float) -> np.ndarray:
+    """``(p, 2)`` the pairs of vertices in each other's patch (each pair once, a vertex not with
+    itself): within ``scale`` Å with normals within 90°; with ``scale`` 0 the one-ring edges (some
+    twice), used only to find vertices next to a rim."""
+    if scale <= 0:
+        return np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).astype(np.int64)
+    pairs = cKDTree(vertices).query_pairs(scale, output_type="ndarray")
+    keep = np.empty(len(pairs), dtype=bool)
+    for start in range(0, len(pairs), _PAIR_CHUNK):  # a pair's two normals at a time: not 2 × (p, 3) at once
+        chunk = pairs[start:start + _PAIR_CHUNK]
+        keep[start:start + _PAIR_CHUNK] = np.einsum("ij,ij->i", normals[chunk[:, 0]], normals[chunk[:, 1]]) > 0
+    return pairs[keep]
+
+
+def _patch_sums(pairs: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``(n, k)``: each vertex's ``values`` summed over its patch, itself included (the patches'
+    0/1 matrix times ``values``, by counting each pair both ways, without building the matrix)."""
+    count = len(values)
+    sums = values.astype(np.float64, copy=True)
+    for column in range(values.shape[1]):
+        value = sums[:, column].copy()
+        sums[:, column] += np.bincount(pairs[:, 0], value[pairs[:, 1]], count)
+        sums[:, column] += np.bincount(pairs[:, 1], value[pairs[:, 0]], count)
+    return sums
 
 
 def _rim_vertices(faces: np.ndarray, count: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from bilayer.surfaces.mesh import Mesh
 __all__ = ["MembraneScene", "NearestMembrane", "nearest_membrane_distances"]
 
 _NEAREST_VERTICES = 2  # the faces around this many nearest vertices are searched (1 misses by < 0.01 edge)
-_CHUNK = 500_000  # point-face pairs measured at a time (memory)
+_CHUNK = 100_000  # point-face pairs measured at a time (memory)
 
 
 class NearestMembrane(NamedTuple):
@@ -148,8 +148,9 @@ def _to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, can
 
 def _vertex_faces(faces: np.ndarray, count: int) -> csr_matrix:
     """Sparse ``(vertices, faces)`` incidence (CSR): row ``v`` marks the faces around vertex ``v``."""
-    columns = np.repeat(np.arange(len(faces)), 3)
-    return coo_matrix((np.ones(columns.size), (faces.ravel(), columns)), shape=(count, len(faces))).tocsr()
+    columns = np.repeat(np.arange(len(faces), dtype=np.int32), 3)
+    return coo_matrix((np.ones(columns.size, dtype=np.float32), (faces.ravel().astype(np.int32), columns)),
+                      shape=(count, len(faces))).tocsr()
 
 
 def _longest_edge(vertices: np.ndarray, faces: np.ndarray) -> float:
