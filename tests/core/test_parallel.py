@@ -85,3 +85,33 @@ def test_a_script_without_a_main_guard_still_gets_its_meshes(tmp_path):
     assert done.stdout.count("MESHES [1, 2]") == 1  # once: the workers ended before printing
     assert "if __name__ == \"__main__\":" in done.stderr and "one after the other" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_unguarded_script_with_much_shared_data_does_not_hang(tmp_path):
+    """A worker ending while it starts must not leave the parent writing ``shared`` (here 16 MB,
+    far above a pipe's buffer) into a pipe nobody reads: the shared data goes through a file."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded_shared.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from bilayer.surfaces.parallel import map_membranes\n"
+        "found = map_membranes(dict, [(), ()], workers=2, shared={'big': np.arange(2_000_000, dtype=np.float64)})\n"
+        "print('SUMS', [float(d['big'].sum()) for d in found])\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    total = float(np.arange(2_000_000, dtype=np.float64).sum())
+    assert done.stdout.count(f"SUMS [{total}, {total}]") == 1
+    assert "one after the other" in done.stderr
+
+
+def test_shared_data_reaches_every_worker_and_its_file_is_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    big = np.arange(300_000, dtype=np.float64)
+    found = parallel.map_membranes(dict, [(), (), ()], workers=2, shared={"big": big})
+    assert all(np.array_equal(d["big"], big) for d in found)
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,8 @@ import pytest
 import trimesh
 from bilayer.errors import ConfigError, OutputError
 from bilayer.surfaces.mesh import Mesh
-from bilayer.surfaces.plots import PLOT_VALUES, histograms_png, mesh_png, render_histograms, render_mesh_picture
+from bilayer.surfaces.plots import (PLOT_VALUES, histograms_png, mesh_png, render_histograms, render_mesh_picture,
+                                    render_pictures)
 from matplotlib import image as mpimg
 
 
@@ -130,3 +131,14 @@ def test_a_big_mesh_is_drawn_from_a_coarser_copy_of_the_same_shape_and_values():
     assert np.allclose(values, vertices[:, 2] / 10.0, atol=cell / 10.0)  # each value where its vertices were
     same = _decimated(big, "nearest_distance", 100_000)  # within the budget: the mesh itself
     assert len(same[1]) == len(big.faces)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pictures_drawn_side_by_side_are_the_pictures_drawn_one_by_one(workers):
+    meshes = [_sphere(1), _sheet(2000.0, 2)]
+    histograms, pictures = render_pictures(meshes, ["mean_curvature", "nearest_distance"], workers=workers)
+    assert set(pictures) == {"mean_curvature", "nearest_distance"}
+    assert np.array_equal(_image(histograms), _image(render_histograms(meshes)))
+    for value, png in pictures.items():
+        assert np.array_equal(_image(png), _image(render_mesh_picture(meshes, value)))
+    assert not np.array_equal(_image(pictures["mean_curvature"]), _image(pictures["nearest_distance"]))

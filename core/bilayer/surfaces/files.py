@@ -124,12 +124,13 @@ def _described(identity: dict[str, str] | None) -> str:
 def write_surfaces(source: str | os.PathLike, surfaces: Any, folder: str | os.PathLike,
                    suffixes: Sequence[str] = MESH_SUFFIXES[:1], *, overwrite: bool = False,
                    protect: Iterable[str | os.PathLike] = (), options: Any = None,
-                   components: str | os.PathLike | None = None) -> list[Path]:
+                   components: str | os.PathLike | None = None, workers: int | None = None) -> list[Path]:
     """The table, the meshes with their values (and record, see :func:`write_meshes`), the histograms
     and the pictures of :func:`~bilayer.surfaces.api.measure_surfaces`'s result, as one group;
-    returns the paths."""
+    returns the paths. ``workers``: processes drawing the pictures side by side
+    (:func:`~bilayer.surfaces.plots.render_pictures`)."""
     from bilayer.surfaces.measures import SURFACE_COLUMNS
-    from bilayer.surfaces.plots import histograms_png, mesh_png
+    from bilayer.surfaces.plots import render_pictures
 
     folder, protect = ensure_output_dir(folder), [source, *protect]
     written: list[Path] = []
@@ -146,12 +147,15 @@ def write_surfaces(source: str | os.PathLike, surfaces: Any, folder: str | os.Pa
         written += write_meshes(source, surfaces.meshes, folder, suffixes, overwrite=overwrite, protect=protect,
                                 group=group, options=options, components=components)
         if surfaces.meshes:
-            written.append(histograms_png(folder / output_name(source, "surface_histograms"), surfaces.meshes,
-                                          overwrite=overwrite, protect=protect, group=group))
-            for value in PICTURES:
-                if any(value in m.values and np.isfinite(m.values[value]).any() for m in surfaces.meshes):
-                    written.append(mesh_png(folder / surface_picture_name(source, value), surfaces.meshes, value,
-                                            overwrite=overwrite, protect=protect, group=group))
+            values = [value for value in PICTURES
+                      if any(value in m.values and np.isfinite(m.values[value]).any() for m in surfaces.meshes)]
+            histograms, pictures = render_pictures(surfaces.meshes, values, workers=workers)
+            pngs = [(folder / output_name(source, "surface_histograms"), histograms)]
+            pngs += [(folder / surface_picture_name(source, value), pictures[value]) for value in values]
+            for path, png in pngs:
+                with atomic_open(path, overwrite=overwrite, protect=protect, group=group) as f:
+                    f.write(png)
+                written.append(path)
     return written
 
 
@@ -176,7 +180,7 @@ def measure_files(segmentation: str | os.PathLike, folder: str | os.PathLike, *,
                                 options=options if meshes is None else None, scale=scale, workers=workers)
     return surfaces, write_surfaces(segmentation, surfaces, folder, suffixes, overwrite=overwrite, protect=inputs,
                                     options=options if meshes is None else _made_with(segmentation, meshes_from),
-                                    components=components)
+                                    components=components, workers=workers)
 
 
 def _made_with(source: str | os.PathLike, folder: str | os.PathLike) -> Any:

@@ -11,10 +11,13 @@ start first, so the two big sheets of a tomogram do not end up one after the oth
 from __future__ import annotations
 
 import multiprocessing
+import pickle
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, TypeVar
 
 from bilayer import checks
@@ -52,7 +55,7 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
     """``[function(*task, **shared) for task in tasks]``, computed by :func:`plan_workers` processes
     (in this process when that is one). ``function`` must be importable (a module-level function),
     the tasks and ``shared`` picklable; ``shared`` (what every task needs, such as every membrane's
-    surface) is sent to each process once, not with each task. ``task_bytes`` (each task's peak
+    surface) is sent to each process once (through a temporary file), not with each task. ``task_bytes`` (each task's peak
     memory, default equal) orders the work largest first and bounds how many run at once. An
     exception in a task is raised here, the others cancelled; if the processes cannot start or die
     (a script without a ``__main__`` guard, the memory exhausted), the work is done here instead,
@@ -69,16 +72,22 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
     order = sorted(range(len(tasks)), key=lambda k: -sizes[k])
     results: list[Any] = [None] * len(tasks)
     try:
-        with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_keep, initargs=(shared,)) as pool:
-            futures = {k: pool.submit(_call, function, tasks[k]) for k in order}
-            try:
-                for k in order:
-                    results[k] = futures[k].result()
-            except BaseException:
-                for future in futures.values():
-                    future.cancel()
-                raise
+        with tempfile.TemporaryDirectory(prefix="bilayer-shared-") as folder:
+            # what every worker needs goes through a file, not the spawn pipe: a worker that ends while
+            # starting (an unguarded script) leaves a parent writing a big payload into that pipe for ever
+            shared_path = Path(folder) / "shared.pickle"
+            with open(shared_path, "wb") as f:
+                pickle.dump(shared, f, protocol=pickle.HIGHEST_PROTOCOL)
+            with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_keep, initargs=(str(shared_path),)) as pool:
+                futures = {k: pool.submit(_call, function, tasks[k]) for k in order}
+                try:
+                    for k in order:
+                        results[k] = futures[k].result()
+                except BaseException:
+                    for future in futures.values():
+                        future.cancel()
+                    raise
     except BrokenProcessPool:
         warnings.warn(BilayerWarning(
             "worker processes could not start or died (a script without `if __name__ == \"__main__\":` around its "
@@ -91,7 +100,9 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
 _SHARED: dict[str, Any] = {}  # in a worker process: what map_membranes sent it once
 
 
-def _keep(shared: dict[str, Any]) -> None:
+def _keep(shared_path: str) -> None:
+    with open(shared_path, "rb") as f:
+        shared = pickle.load(f)
     _SHARED.clear()
     _SHARED.update(shared)
 

@@ -26,7 +26,7 @@ from bilayer.io.atomic import OutputGroup, atomic_open
 from bilayer.surfaces.mesh import Mesh
 
 __all__ = ["HISTOGRAM_VALUES", "PLOT_VALUES", "PlotValue", "histograms_png", "mesh_png", "render_histograms",
-           "render_mesh_picture"]
+           "render_mesh_picture", "render_pictures"]
 
 _NAN_RGBA = (0.62, 0.62, 0.62, 1.0)
 #: (title, elevation, azimuth, the axis pointing at the viewer, whose ticks are left out)
@@ -36,6 +36,7 @@ _MIN_FACES = 200  # the least share of a mesh
 _CELL_WIDENING = 1.2  # cells cut a curved surface obliquely: ~1.4 × the faces of a flat one (an icosphere)
 _CLIP_PERCENTILES = (1.0, 99.0)
 _MIN_DEPTH = 0.25  # the least box side, as a fraction of the longest
+_PICTURE_BYTES_PER_VERTEX = 150  # memory of drawing one picture of meshes this big (the decimation's copies)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,27 @@ def render_mesh_picture(meshes: Sequence[Mesh], value: str, *, title: str = "", 
                  + (f", grey: {shown.label.split(' (')[0]} not defined ({undefined} faces)" if undefined else ""),
                  fontsize=9)
     return _png(fig)
+
+
+def render_pictures(meshes: Sequence[Mesh], values: Sequence[str], *,
+                    workers: int | None = None) -> tuple[bytes, dict[str, bytes]]:
+    """:func:`render_histograms` of ``meshes`` and :func:`render_mesh_picture` for each of ``values``, as
+    PNG bytes, drawn side by side in worker processes when the meshes are big enough to be worth it
+    (:func:`~bilayer.surfaces.parallel.map_membranes`; ``workers`` as there): matplotlib draws on one
+    core, and a tomogram's four pictures took 9 s one after the other."""
+    from bilayer.surfaces.parallel import map_membranes
+
+    wanted = sorted({*HISTOGRAM_VALUES, *values})
+    light = [Mesh(m.vertices, m.faces, label=m.label, closed=m.closed,
+                  values={k: v for k, v in m.values.items() if k in wanted}) for m in meshes]
+    tasks = [("histograms", "")] + [("mesh", value) for value in values]
+    size = _PICTURE_BYTES_PER_VERTEX * sum(m.vertex_count for m in meshes)
+    drawn = map_membranes(_render, tasks, workers=workers, task_bytes=[size] * len(tasks), shared={"meshes": light})
+    return drawn[0], dict(zip(values, drawn[1:]))
+
+
+def _render(kind: str, value: str, *, meshes: Sequence[Mesh]) -> bytes:
+    return render_histograms(meshes) if kind == "histograms" else render_mesh_picture(meshes, value)
 
 
 def histograms_png(
