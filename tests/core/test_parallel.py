@@ -65,23 +65,28 @@ def test_meshes_made_by_two_processes_are_those_made_by_one():
         assert a.closed == b.closed and np.array_equal(a.faces, b.faces) and np.array_equal(a.vertices, b.vertices)
 
 
-def test_a_script_without_a_main_guard_still_gets_its_meshes(tmp_path):
-    """spawn imports the main script again in each worker: without ``if __name__ == "__main__":`` the
-    workers end quietly and the script's own process does the work, with a warning saying why."""
+def _run_unguarded(folder, code: str):
+    """Run ``code`` as a script (no ``__main__`` guard) in a fresh interpreter; a hang fails the test."""
     import subprocess
     import sys
 
-    script = tmp_path / "unguarded.py"
-    script.write_text(
-        "import numpy as np\n"
-        "from bilayer.surfaces.extract import membrane_meshes\n"
-        "labels = np.zeros((40, 40, 40), dtype=np.uint8)\n"
-        "labels[8:11, 4:36, 4:36] = 1\n"
-        "labels[26:29, 4:36, 4:36] = 2\n"
-        "meshes = membrane_meshes(labels, 10.0, workers=2)\n"
-        "print('MESHES', [m.label for m in meshes])\n")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    script = folder / "unguarded.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=folder)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_a_script_without_a_main_guard_still_gets_its_meshes(tmp_path):
+    """spawn imports the main script again in each worker: without ``if __name__ == "__main__":`` the
+    workers end quietly and the script's own process does the work, with a warning saying why."""
+    done = _run_unguarded(tmp_path, "import numpy as np\n"
+                                    "from bilayer.surfaces.extract import membrane_meshes\n"
+                                    "labels = np.zeros((40, 40, 40), dtype=np.uint8)\n"
+                                    "labels[8:11, 4:36, 4:36] = 1\n"
+                                    "labels[26:29, 4:36, 4:36] = 2\n"
+                                    "meshes = membrane_meshes(labels, 10.0, workers=2)\n"
+                                    "print('MESHES', [m.label for m in meshes])\n")
     assert done.stdout.count("MESHES [1, 2]") == 1  # once: the workers ended before printing
     assert "if __name__ == \"__main__\":" in done.stderr and "one after the other" in done.stderr
     assert "Traceback" not in done.stderr
@@ -90,17 +95,11 @@ def test_a_script_without_a_main_guard_still_gets_its_meshes(tmp_path):
 def test_an_unguarded_script_with_much_shared_data_does_not_hang(tmp_path):
     """A worker ending while it starts must not leave the parent writing ``shared`` (here 16 MB,
     far above a pipe's buffer) into a pipe nobody reads: the shared data goes through a file."""
-    import subprocess
-    import sys
-
-    script = tmp_path / "unguarded_shared.py"
-    script.write_text(
-        "import numpy as np\n"
-        "from bilayer.surfaces.parallel import map_membranes\n"
-        "found = map_membranes(dict, [(), ()], workers=2, shared={'big': np.arange(2_000_000, dtype=np.float64)})\n"
-        "print('SUMS', [float(d['big'].sum()) for d in found])\n")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    done = _run_unguarded(tmp_path, "import numpy as np\n"
+                                    "from bilayer.surfaces.parallel import map_membranes\n"
+                                    "big = np.arange(2_000_000, dtype=np.float64)\n"
+                                    "found = map_membranes(dict, [(), ()], workers=2, shared={'big': big})\n"
+                                    "print('SUMS', [float(d['big'].sum()) for d in found])\n")
     total = float(np.arange(2_000_000, dtype=np.float64).sum())
     assert done.stdout.count(f"SUMS [{total}, {total}]") == 1
     assert "one after the other" in done.stderr

@@ -55,11 +55,11 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
     """``[function(*task, **shared) for task in tasks]``, computed by :func:`plan_workers` processes
     (in this process when that is one). ``function`` must be importable (a module-level function),
     the tasks and ``shared`` picklable; ``shared`` (what every task needs, such as every membrane's
-    surface) is sent to each process once (through a temporary file), not with each task. ``task_bytes`` (each task's peak
-    memory, default equal) orders the work largest first and bounds how many run at once. An
-    exception in a task is raised here, the others cancelled; if the processes cannot start or die
-    (a script without a ``__main__`` guard, the memory exhausted), the work is done here instead,
-    with a :class:`~bilayer.errors.BilayerWarning`."""
+    surface) is sent to each process once (through a temporary file), not with each task.
+    ``task_bytes`` (each task's peak memory, default equal) orders the work largest first and bounds
+    how many run at once. An exception in a task is raised here, the others cancelled; if the
+    processes cannot start or die (a script without a ``__main__`` guard, the memory exhausted), the
+    work is done here instead, with a :class:`~bilayer.errors.BilayerWarning`."""
     sizes = list(task_bytes) if task_bytes is not None else [1] * len(tasks)
     shared = shared or {}
     if getattr(multiprocessing.current_process(), "_inheriting", False):
