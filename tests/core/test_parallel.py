@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from bilayer.errors import ConfigError
+from bilayer.errors import BilayerWarning, ConfigError
 from bilayer.surfaces import parallel
 from bilayer.surfaces.extract import MeshOptions, membrane_meshes
 
@@ -114,3 +114,13 @@ def test_shared_data_reaches_every_worker_and_its_file_is_removed(tmp_path, monk
     found = parallel.map_membranes(dict, [(), (), ()], workers=2, shared={"big": big})
     assert all(np.array_equal(d["big"], big) for d in found)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_no_room_for_the_shared_data_leaves_the_work_to_this_process(monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(parallel.pickle, "dump", full)
+    with pytest.warns(BilayerWarning, match="could not be written .*No space left.*TMPDIR"):
+        found = parallel.map_membranes(_pid_and_square, [(k,) for k in range(4)], workers=2, shared={})
+    assert found == [(os.getpid(), k * k) for k in range(4)]

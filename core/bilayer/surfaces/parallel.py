@@ -71,13 +71,24 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
         return [function(*task, **shared) for task in tasks]
     order = sorted(range(len(tasks)), key=lambda k: -sizes[k])
     results: list[Any] = [None] * len(tasks)
+    # what every worker needs goes through a file, not the spawn pipe: a worker that ends while starting
+    # (an unguarded script) leaves a parent writing a big payload into that pipe for ever
+    folder = None
     try:
-        with tempfile.TemporaryDirectory(prefix="bilayer-shared-") as folder:
-            # what every worker needs goes through a file, not the spawn pipe: a worker that ends while
-            # starting (an unguarded script) leaves a parent writing a big payload into that pipe for ever
-            shared_path = Path(folder) / "shared.pickle"
-            with open(shared_path, "wb") as f:
-                pickle.dump(shared, f, protocol=pickle.HIGHEST_PROTOCOL)
+        folder = tempfile.TemporaryDirectory(prefix="bilayer-shared-")
+        shared_path = Path(folder.name) / "shared.pickle"
+        with open(shared_path, "wb") as f:
+            pickle.dump(shared, f, protocol=pickle.HIGHEST_PROTOCOL)
+    except OSError as e:
+        if folder is not None:
+            folder.cleanup()
+        warnings.warn(BilayerWarning(
+            f"the worker processes' shared data could not be written to {tempfile.gettempdir()} ({e}); working on "
+            "the membranes one after the other in this process instead (TMPDIR names a folder with more room)"),
+            stacklevel=2)
+        return [function(*task, **shared) for task in tasks]
+    with folder:
+        try:
             with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
                                      initializer=_keep, initargs=(str(shared_path),)) as pool:
                 futures = {k: pool.submit(_call, function, tasks[k]) for k in order}
@@ -88,12 +99,12 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
                     for future in futures.values():
                         future.cancel()
                     raise
-    except BrokenProcessPool:
-        warnings.warn(BilayerWarning(
-            "worker processes could not start or died (a script without `if __name__ == \"__main__\":` around its "
-            "work, or out of memory); working on the membranes one after the other in this process instead"),
-            stacklevel=2)
-        return [function(*task, **shared) for task in tasks]
+        except BrokenProcessPool:
+            warnings.warn(BilayerWarning(
+                "worker processes could not start or died (a script without `if __name__ == \"__main__\":` around "
+                "its work, or out of memory); working on the membranes one after the other in this process instead"),
+                stacklevel=2)
+            return [function(*task, **shared) for task in tasks]
     return results
 
 
