@@ -115,9 +115,8 @@ def _patch_sums(pairs: np.ndarray, values: np.ndarray) -> np.ndarray:
     count = len(values)
     sums = values.astype(np.float64, copy=True)
     for column in range(values.shape[1]):
-        value = sums[:, column].copy()
-        sums[:, column] += np.bincount(pairs[:, 0], value[pairs[:, 1]], count)
-        sums[:, column] += np.bincount(pairs[:, 1], value[pairs[:, 0]], count)
+        sums[:, column] += np.bincount(pairs[:, 0], values[pairs[:, 1], column], count)
+        sums[:, column] += np.bincount(pairs[:, 1], values[pairs[:, 0], column], count)
     return sums
 
 

@@ -62,13 +62,17 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
     work is done here instead, with a :class:`~bilayer.errors.BilayerWarning`."""
     sizes = list(task_bytes) if task_bytes is not None else [1] * len(tasks)
     shared = shared or {}
+
+    def here() -> list[T]:  # every task in this process
+        return [function(*task, **shared) for task in tasks]
+
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         # a worker starting up is running a script again that has no ``if __name__ == "__main__":`` guard
         # (spawn imports the main module): end it quietly; the caller below does the work in its own process
         raise SystemExit(1)
     count = plan_workers(workers, sizes)
     if count <= 1:
-        return [function(*task, **shared) for task in tasks]
+        return here()
     order = sorted(range(len(tasks)), key=lambda k: -sizes[k])
     results: list[Any] = [None] * len(tasks)
     # what every worker needs goes through a file, not the spawn pipe: a worker that ends while starting
@@ -86,7 +90,7 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
             f"the worker processes' shared data could not be written to {tempfile.gettempdir()} ({e}); working on "
             "the membranes one after the other in this process instead (TMPDIR names a folder with more room)"),
             stacklevel=2)
-        return [function(*task, **shared) for task in tasks]
+        return here()
     with folder:
         try:
             with ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"),
@@ -104,7 +108,7 @@ def map_membranes(function: Callable[..., T], tasks: Sequence[tuple[Any, ...]], 
                 "worker processes could not start or died (a script without `if __name__ == \"__main__\":` around "
                 "its work, or out of memory); working on the membranes one after the other in this process instead"),
                 stacklevel=2)
-            return [function(*task, **shared) for task in tasks]
+            return here()
     return results
 
 

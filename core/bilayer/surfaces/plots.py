@@ -165,7 +165,7 @@ def render_pictures(meshes: Sequence[Mesh], values: Sequence[str], *,
     """:func:`render_histograms` of ``meshes`` and :func:`render_mesh_picture` for each of ``values``, as
     PNG bytes, drawn side by side in worker processes when the meshes are big enough to be worth it
     (:func:`~bilayer.surfaces.parallel.map_membranes`; ``workers`` as there): matplotlib draws on one
-    core, and a tomogram's four pictures took 9 s one after the other."""
+    core, and a tomogram's four pictures took 4 s one after the other."""
     from bilayer.surfaces.parallel import map_membranes
 
     wanted = sorted({*HISTOGRAM_VALUES, *values})
